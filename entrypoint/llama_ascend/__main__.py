@@ -1,0 +1,3 @@
+from llama_ascend.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""`llama-ascend`: a thin layer that parses arguments and hands them to one command module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+import traceback
+from types import ModuleType
+
+from llama_ascend import __version__, commands
+from llama_ascend.errors import ExitCode, LlamaAscendError
+
+log = logging.getLogger("llama_ascend")
+
+
+def _command_modules() -> dict[str, ModuleType]:
+    found = {}
+    for info in pkgutil.iter_modules(commands.__path__):
+        if not info.name.startswith("_"):
+            found[info.name] = importlib.import_module(f"{commands.__name__}.{info.name}")
+    return dict(sorted(found.items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llama-ascend",
+        description="Serve Llama-3.1-8B-Instruct on Ascend 910B with vLLM + vLLM-Ascend (or its CPU stand-in).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in _command_modules().items():
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        return int(args.run(args))
+    except LlamaAscendError as exc:
+        if args.debug:
+            traceback.print_exc()
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from llama_ascend.commands._common import add_config_arguments, load_from_args
+
+HELP = "check that this node can run the deployment (devices, driver, CANN, HBM/RAM, port, weights); exit 3 on failure"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--npu-smi-output", metavar="FILE", default=os.environ.get("LLAMA_ASCEND_NPU_SMI_OUTPUT"),
+                        help="read a saved `npu-smi info` output instead of running npu-smi "
+                        "(env LLAMA_ASCEND_NPU_SMI_OUTPUT)")  # fmt: skip
+    parser.add_argument("--root", default="/", metavar="DIR",
+                        help="check /dev, the driver, CANN and /proc under another filesystem root (tests)")  # fmt: skip
+    parser.add_argument("--annotations", metavar="FILE", default=None,
+                        help="downward-API pod annotations file with huawei.com/AscendReal "
+                        "(env LLAMA_ASCEND_POD_ANNOTATIONS; default /etc/podinfo/annotations)")  # fmt: skip
+    parser.add_argument("--skip", action="append", default=[], metavar="CHECK",
+                        help="leave out a check by name, e.g. --skip port when the server already runs (repeatable)")  # fmt: skip
+    parser.add_argument("--report", metavar="FILE", help="also write the findings as JSON (what the exporter reads)")
+    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from llama_ascend import preflight
+
+    config = load_from_args(args)
+    findings = preflight.run_checks(
+        config, root=args.root, npu_smi_output=args.npu_smi_output, annotations_path=args.annotations, skip=args.skip
+    )
+    if args.report:
+        preflight.save_report(findings, args.report)
+    if args.json:
+        print(json.dumps(preflight.report(findings), indent=2))
+    else:
+        _print_table(config.backend, findings)
+    preflight.raise_on_failure(findings)
+    return 0
+
+
+def _print_table(backend: str, findings: list) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"llama-ascend preflight ({backend} backend)", show_lines=False)
+    for column in ("check", "result", "finding"):
+        table.add_column(column, overflow="fold")
+    colour = {"ok": "green", "FAIL": "red", "warn": "yellow"}
+    for f in findings:
+        detail = escape(f.message)
+        if not f.ok and f.cause:
+            detail += f"\n[dim]cause:[/] {escape(f.cause)}"
+        if not f.ok and f.fix:
+            detail += f"\n[dim]fix:[/] {escape(f.fix)}"
+        table.add_row(f.check, f"[{colour[f.status]}]{f.status}[/]", detail)
+    Console(width=max(120, Console().width), stderr=False).print(table)

@@ -1,0 +1,305 @@
+"""The deployment config: typed, documented models and their loading (profile → env overrides → --set).
+
+These models are the one definition behind validation, the JSON schema (config/schema.json, the Helm chart's
+values.schema.json) and the README's config table.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from llama_ascend.errors import ConfigError
+
+ENV_PREFIX = "LLAMA_ASCEND__"
+CONFIG_ENV = "LLAMA_ASCEND_CONFIG"
+CACHE_ENV = "LLAMA_ASCEND_CACHE"
+MAX_CONTEXT = 131072  # Llama-3.1's max_position_embeddings
+
+DEFAULT_REVISION = {"modelscope": "master", "huggingface": "main"}
+
+Dtype = Literal["auto", "bfloat16", "float16", "half", "float32", "float"]
+GraphMode = Literal["PIECEWISE", "FULL_DECODE_ONLY", "FULL", "FULL_AND_PIECEWISE", "NONE"]
+Quantization = Literal["ascend", "awq", "gptq", "fp8", "compressed-tensors", "bitsandbytes"]
+
+
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where llama-ascend keeps downloads, the stand-in model and tools: $LLAMA_ASCEND_CACHE or ~/.cache/llama-ascend."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(CACHE_ENV) or Path.home() / ".cache" / "llama-ascend").expanduser()
+
+
+def expand_path(value: str, environ: Mapping[str, str] | None = None) -> Path:
+    """Expand ~ and $VARS in a configured path; $LLAMA_ASCEND_CACHE always has its default."""
+    environ = dict(os.environ if environ is None else environ)
+    environ.setdefault(CACHE_ENV, str(cache_root(environ)))
+    expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: environ.get(m[1] or m[2], m[0]), value)
+    return Path(expanded).expanduser()
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class ModelConfig(_Section):
+    source: Literal["modelscope", "huggingface", "local"] = "modelscope"
+    """Where the weights come from: `modelscope` (no auth), `huggingface` (token), or `local` (a directory, only verified)."""
+    id: str = "LLM-Research/Meta-Llama-3.1-8B-Instruct"
+    """Hub model id `owner/name` (ModelScope `LLM-Research/Meta-Llama-3.1-8B-Instruct`, HuggingFace `meta-llama/Llama-3.1-8B-Instruct`)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit); null means the hub's default branch (`master` on ModelScope, `main` on HuggingFace)."""
+    path: str = "/models"
+    """Hub sources: the volume root that holds `<source>/<owner>/<name>/<revision>/`. `local`: the model directory itself."""
+    served_name: str = "Llama-3.1-8B-Instruct"
+    """The model name clients send in requests (`--served-model-name`)."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with the model. Llama needs none; off is the safe default (the original deployment passed it)."""
+    endpoint: str | None = None
+    """Hub endpoint override for mirrors and tests (default: the hub's own, or MODELSCOPE_ENDPOINT / HF_ENDPOINT)."""
+    token_env: str = "HF_TOKEN"
+    """Environment variable that holds the HuggingFace token. The token is never printed or rendered into args."""
+    token_file: str | None = None
+    """A mounted file with the HuggingFace token (read when the variable in `token_env` is unset)."""
+    allow_patterns: list[str] = Field(
+        default_factory=lambda: ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+    )
+    """Glob patterns of the files to fetch: what vLLM loads (weights, configs, tokenizer)."""
+    ignore_patterns: list[str] = Field(default_factory=lambda: ["original/*", "*.pth", "*.bin", "*.gguf"])
+    """Glob patterns never fetched (the `original/` consolidated checkpoint, other formats)."""
+
+    @model_validator(mode="after")
+    def _hub_id_has_owner(self) -> ModelConfig:
+        if self.source != "local" and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.id):
+            raise ValueError(f"model.id must be 'owner/name' for source {self.source}, got {self.id!r}")
+        return self
+
+    @property
+    def effective_revision(self) -> str:
+        return self.revision or DEFAULT_REVISION.get(self.source, "")
+
+
+class ServerConfig(_Section):
+    host: str = "0.0.0.0"
+    """Address the OpenAI server binds."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """Port of the OpenAI server."""
+    dtype: Dtype = "bfloat16"
+    """Weight and activation dtype (vLLM `--dtype`)."""
+    tensor_parallel_size: Literal[1, 2, 4, 8] = 1
+    """Cards per replica (vLLM `--tensor-parallel-size`); the chart requests this many `huawei.com/Ascend910`."""
+    max_model_len: int = Field(default=4096, gt=0, le=MAX_CONTEXT)
+    """Longest prompt + completion in tokens (Llama-3.1 supports up to 131072)."""
+    max_num_seqs: int = Field(default=8, ge=1, le=1024)
+    """Sequences batched at once."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """Fraction of each NPU's HBM vLLM may use for weights, activations and KV cache (ascend only)."""
+    compilation: GraphMode = "PIECEWISE"
+    """ACLGraph capture mode (`cudagraph_mode` of vLLM's compilation config); ascend only, ignored on cpu."""
+    enforce_eager: bool = False
+    """Skip graph capture and torch.compile: faster start, slower decode."""
+    quantization: Quantization | None = None
+    """Quantization method of the weights (`ascend` for vLLM-Ascend W8A8/W8A16 checkpoints); null for bf16."""
+    api_key_env: str | None = None
+    """Environment variable holding the API key clients must send; null serves without a key. Never rendered into args."""
+    shutdown_timeout: int = Field(default=30, ge=0, le=3600)
+    """Seconds in-flight requests may take to finish after SIGTERM (vLLM `--shutdown-timeout`)."""
+    cache_dir: str | None = None
+    """Compile caches (vLLM, inductor, triton, TMPDIR) so restarts are warm; null: `<model.path>/cache` for hub sources, `$LLAMA_ASCEND_CACHE/compile-cache` for local."""
+    cpu_kvcache_space: int = Field(default=2, ge=1, le=512)
+    """GiB of KV cache on the cpu backend (VLLM_CPU_KVCACHE_SPACE); ignored on ascend."""
+    extra_args: list[str] = Field(default_factory=list)
+    """Further vLLM server flags passed verbatim; a flag that a key above manages is an error."""
+
+
+class Config(_Section):
+    backend: Literal["ascend", "cpu"] = "ascend"
+    """`ascend` runs vLLM-Ascend on the NPU; `cpu` runs the same path on vLLM's CPU backend (development, CI)."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    """The weights: source, id, revision, volume path and served name."""
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    """The vLLM OpenAI server."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for the server process."""
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return env
+
+    @property
+    def model_dir(self) -> Path:
+        """The directory vLLM loads: the model dir for `local`, else `<path>/<source>/<owner>/<name>/<revision>`."""
+        root = expand_path(self.model.path)
+        if self.model.source == "local":
+            return root
+        return root / self.model.source / self.model.id / self.model.effective_revision
+
+    @property
+    def cache_dir(self) -> Path:
+        if self.server.cache_dir:
+            return expand_path(self.server.cache_dir)
+        if self.model.source == "local":
+            return cache_root() / "compile-cache"
+        return expand_path(self.model.path) / "cache"
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON schema of the config file (also config/schema.json and the chart's `config` values)."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "llama-ascend config"
+    return schema
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """`server.max_num_seqs=16` → ("server.max_num_seqs", 16); the value is a YAML scalar, list or mapping."""
+    key, sep, raw = item.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set server.max_num_seqs=16")
+    try:
+        return key, yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc.problem})") from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any, str]]:
+    """LLAMA_ASCEND__SERVER__PORT=8001 → ("server.port", 8001, "$LLAMA_ASCEND__SERVER__PORT")."""
+    overrides = []
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+            key, value = parse_set(f"{key}={raw}")
+            overrides.append((key, value, f"${name}"))
+    return overrides
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (pass --config with a file from config/)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file") from None
+    except (PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.__class__.__name__}: {exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {exc.problem or exc.context}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (backend, model, server, env)")
+    return data
+
+
+def _assign(tree: dict[str, Any], key: str, value: Any, origin: str) -> None:
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: {key}: {part!r} is not a section, cannot set a key inside it")
+        node = child
+    node[parts[-1]] = value
+
+
+def _known_keys(loc: Sequence[Any]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _describe(error: Mapping[str, Any], origins: Mapping[str, str], default_origin: str) -> str:
+    loc = [str(part) for part in error["loc"]]
+    dotted = ".".join(loc)
+    origin = next((origins[k] for k in (dotted, *(".".join(loc[:i]) for i in range(len(loc) - 1, 0, -1))) if k in origins), default_origin)
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        return f"{origin}: {dotted}: unknown key ({hint})"
+    message = error["msg"].removeprefix("Value error, ")
+    got = error.get("input")
+    suffix = "" if error["type"] in ("missing", "value_error") else f" (got {got!r})"
+    return f"{origin}: {dotted or 'config'}: {message}{suffix}"
+
+
+def load_config(
+    path: str | os.PathLike[str] | None,
+    sets: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load a profile, apply LLAMA_ASCEND__* environment overrides, then --set overrides, and validate.
+
+    The command line wins over the environment, which wins over the file, which wins over the defaults.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"no config given: pass --config FILE (e.g. config/dev-cpu.yaml) or set {CONFIG_ENV}")
+    file_origin = str(path)
+    tree = _read_yaml(Path(path))
+    origins: dict[str, str] = {}
+    layers = [*_env_overrides(environ), *((*parse_set(item), "--set") for item in sets)]
+    for key, value, origin in layers:
+        _assign(tree, key, value, origin)
+        origins[key] = origin
+    try:
+        config = Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_describe(e, origins, file_origin) for e in exc.errors())) from None
+    _check_extra_args(config, origins.get("server.extra_args", file_origin))
+    return config
+
+
+# vLLM flags that a config key manages; passing one in server.extra_args would make two sources of truth.
+MANAGED_FLAGS = {
+    "--model": "model.path / model.id",
+    "--served-model-name": "model.served_name",
+    "--trust-remote-code": "model.trust_remote_code",
+    "--host": "server.host",
+    "--port": "server.port",
+    "--dtype": "server.dtype",
+    "--tensor-parallel-size": "server.tensor_parallel_size",
+    "-tp": "server.tensor_parallel_size",
+    "--max-model-len": "server.max_model_len",
+    "--max-num-seqs": "server.max_num_seqs",
+    "--gpu-memory-utilization": "server.gpu_memory_utilization",
+    "--compilation-config": "server.compilation",
+    "-O": "server.compilation",
+    "--enforce-eager": "server.enforce_eager",
+    "--quantization": "server.quantization",
+    "-q": "server.quantization",
+    "--api-key": "server.api_key_env",
+    "--shutdown-timeout": "server.shutdown_timeout",
+}
+
+
+def _check_extra_args(config: Config, origin: str) -> None:
+    for arg in config.server.extra_args:
+        if not arg.startswith("-"):
+            continue
+        flag = arg.split("=", 1)[0]
+        flag = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
+        base = "--" + flag[5:] if flag.startswith("--no-") else flag
+        short = flag[:2] if not flag.startswith("--") else flag  # -O3, -q=awq
+        managed = MANAGED_FLAGS.get(flag) or MANAGED_FLAGS.get(base) or MANAGED_FLAGS.get(short)
+        if managed:
+            raise ConfigError(f"{origin}: server.extra_args: {arg!r} duplicates the managed key {managed}; set that key instead")

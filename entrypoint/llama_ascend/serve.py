@@ -1,0 +1,65 @@
+"""validate → render → check the node and the weights → exec the vLLM OpenAI server (nothing of ours stays running)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Mapping
+
+from llama_ascend.config import Config
+from llama_ascend.errors import ConfigError
+from llama_ascend.render import Launch, render
+
+log = logging.getLogger(__name__)
+
+CPU_BANNER = """
+################################################################################
+#  CPU STAND-IN: no Ascend NPU here. Serving {model_dir}
+#  on vLLM's CPU backend as '{served_name}' (a small model for development and CI),
+#  NOT Llama-3.1-8B-Instruct on a 910B. Production: --config config/llama-3.1-8b-instruct.yaml
+################################################################################
+"""
+
+
+def server_environment(launch: Launch, environ: Mapping[str, str]) -> dict[str, str]:
+    """The child's explicit environment: ours, then the rendered variables, then secrets resolved by name."""
+    env = {**environ, **launch.env}
+    for target, source in launch.secret_env.items():
+        value = environ.get(source)
+        if not value:
+            raise ConfigError(f"server.api_key_env names ${source}, but it is unset or empty: export it (or set the key to null)")
+        env[target] = value
+    return env
+
+
+def prepare(config: Config, environ: Mapping[str, str] | None = None) -> tuple[Launch, dict[str, str]]:
+    """Everything `serve` does before exec: render, resolve the environment, check the weights, make cache dirs."""
+    environ = os.environ if environ is None else environ
+    launch = render(config, python=sys.executable)
+    env = server_environment(launch, environ)
+    _check_model_dir(config)
+    for name in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TMPDIR"):
+        Path(env[name]).mkdir(parents=True, exist_ok=True)
+    return launch, env
+
+
+def _check_model_dir(config: Config) -> None:
+    model_dir = config.model_dir
+    if (model_dir / "config.json").is_file():
+        return
+    if config.model.source == "local":
+        fix = "run `llama-ascend standin` for the CPU stand-in, or point model.path at a HuggingFace-format model dir"
+    else:
+        fix = "run `llama-ascend fetch` with the same config first"
+    raise ConfigError(f"model.path: no model at {model_dir} (config.json missing): {fix}")
+
+
+def exec_server(config: Config, launch: Launch, env: dict[str, str]) -> None:
+    if config.backend == "cpu":
+        print(CPU_BANNER.format(model_dir=config.model_dir, served_name=config.model.served_name), file=sys.stderr)
+    log.info("exec %s", " ".join(launch.argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(launch.argv[0], launch.argv, env)
