@@ -432,11 +432,11 @@ def check_tp(config: Config, cards: list[int], root: Path) -> Finding:
     present = devices.present_devices(root)
     return _fail(
         "tensor-parallel",
-        f"tensor_parallel_size={tp} needs {tp} cards, the runtime can use {len(cards)} "
+        f"tensor_parallel_size={tp} needs {tp} card(s), the runtime can use {len(cards)} "
         f"({', '.join(f'davinci{c}' for c in cards) or 'none'}; mounted: "
         f"{', '.join(f'davinci{c}' for c in present) or 'none'})",
         cause=f"the pod requested fewer cards than TP, or {devices.RT_VISIBLE_ENV} hides some",
-        fix=f"request {tp} cards (huawei.com/Ascend910: {tp}), mount them all, and leave "
+        fix=f"request {tp} card(s) (huawei.com/Ascend910: {tp}), mount them all, and leave "
         f"{devices.RT_VISIBLE_ENV} unset; or lower server.tensor_parallel_size",
     )
 
@@ -678,7 +678,8 @@ def run_checks(
     findings += check_management_devices(rooted)
     cards, card_findings = select_cards(config, rooted, env, annotations_path)
     findings += card_findings
-    findings.append(check_tp(config, cards, rooted))
+    if devices.present_devices(rooted):  # with no card at all, device-nodes already says so
+        findings.append(check_tp(config, cards, rooted))
     findings += check_driver(rooted)
     findings += check_cann(rooted, env)
     try:

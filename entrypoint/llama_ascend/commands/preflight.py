@@ -5,6 +5,7 @@ import json
 import os
 
 from llama_ascend.commands._common import add_config_arguments, load_from_args
+from llama_ascend.errors import PreflightFailed
 
 HELP = "check that this node can run the deployment (devices, driver, CANN, HBM/RAM, port, weights); exit 3 on failure"
 
@@ -36,9 +37,13 @@ def run(args: argparse.Namespace) -> int:
         preflight.save_report(findings, args.report)
     if args.json:
         print(json.dumps(preflight.report(findings), indent=2))
-    else:
-        _print_table(config.backend, findings)
-    preflight.raise_on_failure(findings)
+        preflight.raise_on_failure(findings)
+        return 0
+    _print_table(config.backend, findings)
+    failed = preflight.failures(findings)
+    if failed:
+        names = ", ".join(dict.fromkeys(f.check for f in failed))
+        raise PreflightFailed(f"preflight: {len(failed)} check(s) failed ({names}); causes and fixes are in the table above")
     return 0
 
 
