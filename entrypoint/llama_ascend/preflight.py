@@ -183,7 +183,7 @@ def check_model_files(config: Config) -> Finding:
     if missing:
         return _fail(
             "model-files",
-            f"{model_dir} has no {' and no '.join(missing)}",
+            f"{model_dir} lacks {' and '.join(missing)}",
             cause="the download is incomplete, or allow_patterns leave these files out",
             fix=_fetch_fix(config),
         )

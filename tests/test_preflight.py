@@ -1,0 +1,306 @@
+"""Preflight against fake device/driver trees (a temp dir as the filesystem root) and real npu-smi text."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import DEV_CONFIG, cli, free_port
+from llama_ascend import preflight
+from llama_ascend.config import load_config
+from llama_ascend.errors import ExitCode, PreflightFailed
+
+NPU_SMI = Path(__file__).parent / "fixtures" / "npu-smi"
+TOOLKIT = "/usr/local/Ascend/ascend-toolkit/latest"
+CANN_ENV = {"ASCEND_TOOLKIT_HOME": TOOLKIT, "PATH": "/usr/bin"}
+# Llama-3.1-8B-Instruct's config.json (the fields preflight reads) and its four shards' real sizes.
+LLAMA_8B = {
+    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
+    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+    "torch_dtype": "bfloat16", "tie_word_embeddings": False,
+}  # fmt: skip
+SHARDS = {
+    "model-00001-of-00004.safetensors": 4976698672,
+    "model-00002-of-00004.safetensors": 4999802720,
+    "model-00003-of-00004.safetensors": 4915916176,
+    "model-00004-of-00004.safetensors": 1168138808,
+}
+
+
+def make_model(directory: Path, shards: dict[str, int] = SHARDS) -> Path:
+    """A model dir whose shards are sparse files of the real sizes: preflight only stats them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(LLAMA_8B))
+    (directory / "tokenizer.json").write_text("{}")
+    (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"w{i}": n for i, n in enumerate(shards)}}))
+    for name, size in shards.items():
+        with (directory / name).open("wb") as handle:
+            handle.truncate(size)
+    return directory
+
+
+def make_node(root: Path, cards=(0,), management=True, driver=True, version=True, cann=True, mem_available_kb=None) -> Path:
+    """A filesystem root with the device nodes, driver and CANN an Ascend container has."""
+    (root / "dev").mkdir(parents=True, exist_ok=True)
+    for card in cards:
+        (root / "dev" / f"davinci{card}").touch()
+    if management:
+        for name in ("davinci_manager", "devmm_svm", "hisi_hdc"):
+            (root / "dev" / name).touch()
+    drv = root / "usr/local/Ascend/driver"
+    if driver:
+        (drv / "lib64/driver").mkdir(parents=True)
+        (drv / "lib64/driver/libascend_hal.so").touch()
+    if version:
+        drv.mkdir(parents=True, exist_ok=True)
+        (drv / "version.info").write_text("Version=24.1.rc2\nascendhal_version=7.35.23\n")
+    if cann:
+        (root / TOOLKIT.lstrip("/")).mkdir(parents=True)
+        (root / "usr/local/Ascend/ascend-toolkit/set_env.sh").write_text("export ASCEND_TOOLKIT_HOME=...\n")
+    if mem_available_kb is not None:
+        (root / "proc").mkdir(parents=True, exist_ok=True)
+        (root / "proc/meminfo").write_text(f"MemTotal:       25000000 kB\nMemAvailable:   {mem_available_kb} kB\n")
+    return root
+
+
+def write_config(tmp_path: Path, model_dir: Path, **server) -> Path:
+    data = {
+        "backend": "ascend",
+        "model": {"source": "local", "path": str(model_dir), "served_name": "Llama-3.1-8B-Instruct"},
+        "server": {"host": "127.0.0.1", "port": free_port(), **server},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def config_for(tmp_path: Path, **server):
+    return load_config(write_config(tmp_path, make_model(tmp_path / "model"), **server), environ={})
+
+
+def by_check(findings, check: str) -> list[preflight.Finding]:
+    return [f for f in findings if f.check == check]
+
+
+def failed_checks(findings) -> set[str]:
+    return {f.check for f in preflight.failures(findings)}
+
+
+def test_healthy_910b_node_passes(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0, 1))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    assert preflight.failures(findings) == []
+    [hbm] = by_check(findings, "hbm")
+    # 65536 MB on the label, 3161 MB kept at idle -> torch sees 60.9 GiB; 0.9 of it is vLLM's budget.
+    assert "3161 MB kept by the firmware" in hbm.message
+    assert "torch sees 60.9 GiB" in hbm.message
+    assert "weights 15.0 GiB" in hbm.message  # the shards' size, per card
+    assert "KV cache for 8 x 4096 tokens 4.0 GiB" in hbm.message  # 128 KiB per token for Llama-3.1-8B
+    preflight.raise_on_failure(findings)  # does not raise
+
+
+def test_reference_node_with_vllm_still_running_fails_on_busy_card_and_hbm(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b-reference-vllm.txt", environ=CANN_ENV)
+    assert failed_checks(findings) == {"card-busy", "hbm"}
+    [busy] = preflight.failures(by_check(findings, "card-busy"))
+    assert "pid 32596 (VLLMEngineCor, 56624 MB)" in busy.message
+    assert "another process or container" in busy.cause
+    [hbm] = preflight.failures(by_check(findings, "hbm"))
+    assert "5.7 GiB is free" in hbm.message and "56624 MB held by other processes" in hbm.message
+    with pytest.raises(PreflightFailed) as caught:
+        preflight.raise_on_failure(findings)
+    assert caught.value.exit_code == ExitCode.PREFLIGHT == 3
+    assert "2 check(s) failed" in str(caught.value)
+    assert "card-busy" in str(caught.value) and "hbm:" in str(caught.value)
+
+
+def test_every_missing_piece_is_reported_at_once(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,), management=False, driver=False, version=False, cann=False)
+    (root / "usr/local/Ascend/ascend-toolkit").mkdir(parents=True)
+    (root / "usr/local/Ascend/ascend-toolkit/set_env.sh").write_text("")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-8cards-one-busy.txt", environ={})
+    failed = preflight.failures(findings)
+    messages = "\n".join(f.describe() for f in failed)
+    for device in ("davinci_manager", "devmm_svm", "hisi_hdc"):
+        assert f"container started without --device /dev/{device}" in messages
+    assert "libascend_hal.so is missing" in messages and "driver's lib64 is not mounted" in messages
+    assert "version.info is missing" in messages
+    assert "set_env.sh was not sourced" in messages
+    with pytest.raises(PreflightFailed) as caught:
+        preflight.raise_on_failure(findings)
+    assert f"{len(failed)} check(s) failed" in str(caught.value)
+    assert len(failed) == 6
+
+
+def test_allocated_card_not_mounted(tmp_path: Path) -> None:
+    config = config_for(tmp_path, tensor_parallel_size=2)
+    root = make_node(tmp_path / "root", cards=(2,))
+    annotations = tmp_path / "annotations"
+    annotations.write_text('kubernetes.io/config.seen="x"\nhuawei.com/AscendReal="Ascend910-2,Ascend910-3"\n')
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-8cards-one-busy.txt", environ=CANN_ENV, annotations_path=annotations
+    )
+    [nodes] = preflight.failures(by_check(findings, "device-nodes"))
+    assert "allocates card(s) 3" in nodes.message and "/dev/davinci3 is not in the container" in nodes.message
+    assert "not mounted" in nodes.cause
+    [tp] = preflight.failures(by_check(findings, "tensor-parallel"))
+    assert "needs 2 card(s), the runtime can use 1" in tp.message
+    # card 2 is the busy one in this table
+    assert "card-busy" in failed_checks(findings)
+
+
+def test_physical_ids_in_rt_visible_devices(tmp_path: Path) -> None:
+    config = config_for(tmp_path, tensor_parallel_size=2)
+    root = make_node(tmp_path / "root", cards=(4, 5))
+    env = {**CANN_ENV, "ASCEND_RT_VISIBLE_DEVICES": "4,5"}
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-8cards-one-busy.txt", environ=env)
+    [visible] = preflight.failures(by_check(findings, "visible-devices"))
+    assert "names logical id(s) 4, 5" in visible.message
+    assert "set ASCEND_RT_VISIBLE_DEVICES=0,1" in visible.fix
+
+
+def test_allocation_maps_to_logical_ids_and_cards_are_checked(tmp_path: Path) -> None:
+    config = config_for(tmp_path, tensor_parallel_size=2)
+    root = make_node(tmp_path / "root", cards=(4, 5))
+    env = {**CANN_ENV, "ASCEND_VISIBLE_DEVICES": "4,5"}
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-8cards-one-busy.txt", environ=env,
+                                    annotations_path=tmp_path / "none")  # fmt: skip
+    assert preflight.failures(findings) == []
+    [visible] = by_check(findings, "visible-devices")
+    assert "serve sets ASCEND_RT_VISIBLE_DEVICES=0,1 for cards 4, 5" in visible.message
+    assert [f.message.split(" (")[0] for f in by_check(findings, "card-health")] == ["card 4", "card 5"]
+    [hbm4, hbm5] = by_check(findings, "hbm")
+    assert "per card at TP=2" in hbm4.message and "weights 7.5 GiB" in hbm4.message
+
+
+def test_model_too_big_for_the_card(tmp_path: Path) -> None:
+    config = config_for(tmp_path, max_model_len=131072, max_num_seqs=8)
+    root = make_node(tmp_path / "root", cards=(0, 1))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [hbm] = preflight.failures(findings)
+    assert hbm.check == "hbm"
+    assert "KV cache for 8 x 131072 tokens 128.0 GiB" in hbm.message
+    assert "tensor_parallel_size" in hbm.fix and "max_model_len" in hbm.fix
+
+
+def test_unhealthy_card(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0, 1))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-degraded-health.txt", environ=CANN_ENV)
+    [health] = preflight.failures(findings)
+    assert health.message == "card 0 (910B3) health is Warning"
+    assert "npu-smi info -t health -i 0 -c 0" in health.fix
+
+
+def test_npu_smi_error_is_a_finding_with_its_cause(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,))
+    findings = preflight.run_checks(config, root, NPU_SMI / "error-dcmi-8005.txt", environ=CANN_ENV)
+    [smi] = preflight.failures(findings)
+    assert smi.check == "npu-smi" and "-8005" in smi.message
+    assert "/dev/davinci_manager" in smi.fix
+
+
+def test_without_process_table_busy_is_a_warning(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-no-process-table.txt", environ=CANN_ENV)
+    assert preflight.failures(findings) == []
+    [busy] = by_check(findings, "card-busy")
+    assert not busy.ok and busy.severity == "warning"
+
+
+def test_incomplete_weights(tmp_path: Path) -> None:
+    model = make_model(tmp_path / "model")
+    (model / "model-00003-of-00004.safetensors").unlink()
+    (model / ".cache/huggingface/download").mkdir(parents=True)
+    (model / ".cache/huggingface/download/model-00003-of-00004.safetensors.incomplete").write_bytes(b"x")
+    config = load_config(write_config(tmp_path, model), environ={})
+    weights = preflight.check_weights(config)
+    assert not weights.ok
+    assert "1 of 4 shards missing (model-00003-of-00004.safetensors)" in weights.message
+    assert "partial downloads" in weights.message
+    assert "interrupted" in weights.cause
+
+
+def test_model_dir_without_tokenizer(tmp_path: Path) -> None:
+    model = make_model(tmp_path / "model")
+    (model / "tokenizer.json").unlink()
+    config = load_config(write_config(tmp_path, model), environ={})
+    finding = preflight.check_model_files(config)
+    assert not finding.ok
+    assert finding.message.endswith("lacks a tokenizer (tokenizer.json or tokenizer.model)")
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        config = config_for(tmp_path, port=port)
+        finding = preflight.check_port(config)
+    assert not finding.ok and f"127.0.0.1:{port} is already in use" in finding.message
+
+
+def test_cpu_backend_ram_check_on_a_fake_meminfo(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, make_model(tmp_path / "model")), ["backend=cpu"], environ={})
+    root = make_node(tmp_path / "root", mem_available_kb=4 * 1024 * 1024)
+    findings = preflight.run_checks(config, root, environ={})
+    [ram] = preflight.failures(findings)
+    assert ram.check == "ram" and "4.0 GiB RAM available" in ram.message
+    assert "weights 15.0 GiB" in ram.message
+
+
+def test_report_round_trip(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    findings = preflight.run_checks(config, make_node(tmp_path / "root"), NPU_SMI / "910b-reference-vllm.txt", environ=CANN_ENV)
+    path = tmp_path / "cache" / "preflight.json"
+    preflight.save_report(findings, path)
+    data = preflight.load_report(path)
+    assert data["ok"] is False
+    assert {f["check"] for f in data["findings"] if not f["ok"]} == {"card-busy", "hbm"}
+
+
+# The real entry point.
+
+
+def test_cli_dev_profile_passes_on_this_machine(standin_model_dir: Path) -> None:
+    done = cli("preflight", "--config", str(DEV_CONFIG), "--set", f"server.port={free_port()}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for check in ("port", "model-files", "weights", "ram", "kv-cache"):
+        assert check in done.stdout
+
+
+def test_cli_lists_all_failures_and_exits_3(tmp_path: Path) -> None:
+    config = write_config(tmp_path, make_model(tmp_path / "model"))
+    root = make_node(tmp_path / "root", cards=(0,), management=False)
+    done = cli("preflight", "--config", str(config), "--root", str(root), "--npu-smi-output",
+               str(NPU_SMI / "910b-reference-vllm.txt"), "--json", env={"ASCEND_TOOLKIT_HOME": TOOLKIT})  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    data = json.loads(done.stdout)
+    failed = {f["check"] for f in data["findings"] if not f["ok"] and f["severity"] == "error"}
+    assert failed == {"device-nodes", "card-busy", "hbm"}
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "5 check(s) failed" in errors[0]  # three device nodes, the busy card, HBM
+    assert len(errors) == 6
+
+
+def test_cli_table_and_summary(tmp_path: Path) -> None:
+    config = write_config(tmp_path, make_model(tmp_path / "model"))
+    root = make_node(tmp_path / "root", cards=(0,))
+    report = tmp_path / "report.json"
+    done = cli("preflight", "--config", str(config), "--root", str(root), "--npu-smi-output",
+               str(NPU_SMI / "910b-reference-vllm.txt"), "--report", str(report),
+               env={"ASCEND_TOOLKIT_HOME": TOOLKIT, "COLUMNS": "200"})  # fmt: skip
+    assert done.returncode == 3
+    assert "VLLMEngineCor" in done.stdout and "FAIL" in done.stdout
+    assert done.stderr.strip().splitlines()[-1].startswith("error: preflight: 2 check(s) failed (card-busy, hbm)")
+    assert preflight.load_report(report)["ok"] is False
