@@ -108,8 +108,8 @@ def _hook(tmp_path: Path, cann_root: Path) -> Path:
     return hook
 
 
-def _env_after(shell: list[str], env: dict[str, str]) -> dict[str, str]:
-    out = subprocess.run([*shell, "env -0"], env=env, capture_output=True, check=True).stdout
+def _env_after(shell: str, script: str, env: dict[str, str]) -> dict[str, str]:
+    out = subprocess.run([shell, "-c", f"{script}env -0"], env=env, capture_output=True, check=True).stdout
     return ascend_env._parse_env0(out)
 
 
@@ -117,8 +117,8 @@ def test_shell_hook_matches_load(tmp_path: Path, cann_root: Path) -> None:
     loaded = ascend_env.load(_base_env(), roots=[cann_root])
     hook = _hook(tmp_path, cann_root)
     # `docker exec ... bash -c` reads BASH_ENV; interactive shells read /etc/bash.bashrc, which sources the hook.
-    via_bash_env = _env_after(["bash", "-c"], {**_base_env(), "BASH_ENV": str(hook)})
-    via_source = _env_after(["bash", "-c", f". {hook} && exec"], _base_env())
+    via_bash_env = _env_after("bash", "", {**_base_env(), "BASH_ENV": str(hook)})
+    via_source = _env_after("bash", f". {hook} && ", _base_env())
     for shell_env in (via_bash_env, via_source):
         for name in ("ASCEND_TOOLKIT_HOME", "BISHENG_VERSION", "ATB_HOME_PATH", "LD_LIBRARY_PATH", "PATH"):
             assert shell_env[name] == loaded[name], name
@@ -128,10 +128,10 @@ def test_shell_hook_matches_load(tmp_path: Path, cann_root: Path) -> None:
 def test_shell_hook_runs_once_and_skips_other_shells(tmp_path: Path, cann_root: Path) -> None:
     hook = _hook(tmp_path, cann_root)
     loaded = ascend_env.load(_base_env(), roots=[cann_root])
-    again = _env_after(["bash", "-c"], {**loaded, "BASH_ENV": str(hook)})
+    again = _env_after("bash", "", {**loaded, "BASH_ENV": str(hook)})
     assert again["LD_LIBRARY_PATH"] == loaded["LD_LIBRARY_PATH"]
     if shutil.which("dash"):
-        plain = _env_after(["dash", "-c", f". {hook}; exec"], _base_env())
+        plain = _env_after("dash", f". {hook}; ", _base_env())
         assert "ASCEND_TOOLKIT_HOME" not in plain
 
 
