@@ -500,9 +500,9 @@ def check_cann(root: Path, environ: Mapping[str, str]) -> list[Finding]:
                 "cann",
                 f"CANN is installed ({set_env.relative_to(root)}) but its environment is not set "
                 "(ASCEND_TOOLKIT_HOME / ASCEND_HOME_PATH unset)",
-                cause="set_env.sh was not sourced: a server exec'd from a non-login shell never reads ~/.bashrc",
-                fix=f"source /{set_env.relative_to(root)} before `llama-ascend serve` (the image's entrypoint does), "
-                "or put its variables in the pod spec",
+                cause="set_env.sh was not sourced: a server started from a non-login shell never reads ~/.bashrc "
+                "(`llama-ascend serve` sources it itself; a hand-written command does not)",
+                fix=f"start the server with `llama-ascend serve`, or `source /{set_env.relative_to(root)}` first",
             )
         )
     else:

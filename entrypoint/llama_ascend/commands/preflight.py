@@ -30,9 +30,15 @@ def run(args: argparse.Namespace) -> int:
     from llama_ascend import preflight
 
     config = load_from_args(args)
+    environ = dict(os.environ)
+    if config.backend == "ascend" and os.path.abspath(args.root) == "/":
+        from llama_ascend import ascend_env
+
+        environ = ascend_env.load(environ)  # what serve gives the server: the CANN set_env.sh scripts sourced
     findings = preflight.run_checks(
-        config, root=args.root, npu_smi_output=args.npu_smi_output, annotations_path=args.annotations, skip=args.skip
-    )
+        config, root=args.root, npu_smi_output=args.npu_smi_output, environ=environ,
+        annotations_path=args.annotations, skip=args.skip,
+    )  # fmt: skip
     if args.report:
         preflight.save_report(findings, args.report)
     if args.json:
