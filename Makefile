@@ -1,0 +1,33 @@
+# Thin targets over the `llama-ascend` CLI; the logic lives in Python.
+PYTHON ?= python3
+VENV ?= .venv
+LLAMA := $(VENV)/bin/llama-ascend
+# On a host with Ascend NPUs the reference deployment, elsewhere the CPU stand-in (serve says so loudly).
+CONFIG ?= $(if $(wildcard /dev/davinci[0-9]*),config/llama-3.1-8b-instruct.yaml,config/dev-cpu.yaml)
+URL ?= http://127.0.0.1:8000
+PYTEST_ARGS ?=
+
+.PHONY: setup serve smoke render test test-unit schema
+
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: pyproject.toml scripts/bootstrap.py
+	$(PYTHON) scripts/bootstrap.py --venv $(VENV)
+
+serve: setup
+	$(LLAMA) serve --config $(CONFIG)
+
+smoke: setup
+	$(LLAMA) smoke --url $(URL)
+
+render: setup
+	$(LLAMA) render --config $(CONFIG)
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(VENV)/bin/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+schema: setup
+	$(LLAMA) schema --output config/schema.json
