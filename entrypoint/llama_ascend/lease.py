@@ -1,0 +1,247 @@
+"""A lease file that lets exactly one process work on a directory of a shared volume, and outlives no dead holder.
+
+`flock` is not enough on a shared volume: on some NFS mounts it silently succeeds for everyone. The lease is a file
+created with O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+), holding who owns it; the holder touches it
+every `heartbeat` seconds and checks that it still holds it. Another process takes the lease over when
+
+- the holder runs on the same machine and in the same PID namespace and its process is gone (checked at once), or
+- the lease file's mtime has not changed for `stale_after` seconds of the *waiter's own* clock (so clock skew
+  between nodes does not matter) — a holder on another node that died, or froze that long.
+
+Taking over renames the stale file away first and checks it took the file it judged, so two waiters cannot both
+win. A holder whose lease was taken (it froze past `stale_after`) sees that at its next heartbeat: `lost` turns
+true and the work must not be committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEARTBEAT = 5.0
+DEFAULT_STALE_AFTER = 60.0
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        return ""
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _boot_id() -> str:
+    return _read(Path("/proc/sys/kernel/random/boot_id")).strip()
+
+
+def _process_start(pid: int) -> str:
+    """The start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat): tells a reused PID apart."""
+    stat = _read(Path(f"/proc/{pid}/stat"))
+    if not stat:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "an unknown process"
+    return f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
+
+
+class LeaseLost(RuntimeError):
+    """The lease was taken over while we held it; whatever we did under it must not be committed."""
+
+
+class Lease:
+    """`with Lease(path, purpose="fetch x"): ...` — blocks until this process holds the lease."""
+
+    def __init__(
+        self,
+        path: Path,
+        purpose: str = "",
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        stale_after: float = DEFAULT_STALE_AFTER,
+        poll: float = 0.5,
+    ) -> None:
+        if stale_after <= heartbeat:
+            raise ValueError(f"stale_after ({stale_after}s) must be longer than heartbeat ({heartbeat}s)")
+        self.path = Path(path)
+        self.purpose = purpose
+        self.heartbeat = heartbeat
+        self.stale_after = stale_after
+        self.poll = poll
+        self.token = uuid.uuid4().hex
+        self.held = False
+        self.waited = 0.0
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- identity ---------------------------------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        pid = os.getpid()
+        return {
+            "token": self.token,
+            "host": socket.gethostname(),
+            "pid": pid,
+            "pid_start": _process_start(pid),
+            "pid_namespace": _pid_namespace(),
+            "boot_id": _boot_id(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "purpose": self.purpose,
+        }
+
+    @staticmethod
+    def _holder_is_dead_here(holder: dict[str, Any]) -> bool:
+        """True only when we can see for sure that the holder's process is gone (same machine, same PID namespace)."""
+        if not holder or holder.get("host") != socket.gethostname() or holder.get("pid_namespace") != _pid_namespace():
+            return False  # another machine or container: only the heartbeat can tell
+        if holder.get("boot_id") and holder.get("boot_id") != _boot_id():
+            return True  # this machine rebooted since: the holder died with it
+        pid = holder.get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # alive, owned by someone else
+        start = _process_start(pid)
+        return bool(start) and bool(holder.get("pid_start")) and start != holder.get("pid_start")
+
+    # -- acquire / release ------------------------------------------------------------------------------------
+    def try_acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, json.dumps(self._identity()).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if self._read_holder().get("token") != self.token:  # belt and braces for filesystems with a weak O_EXCL
+            return False
+        self.held = True
+        self._lost.clear()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+        self._thread.start()
+        return True
+
+    def acquire(self, on_wait: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None) -> None:
+        """Block until we hold the lease; `on_wait(holder)` is called about every 30 s while another one holds it."""
+        started = time.monotonic()
+        seen: tuple[float, str] | None = None  # (mtime, content) of the holder's file as last observed
+        seen_since = time.monotonic()
+        next_notice = 0.0
+        while not self.try_acquire():
+            content = _read(self.path)
+            try:
+                mtime = self.path.stat().st_mtime
+            except FileNotFoundError:
+                continue  # released just now: try again at once
+            holder = _parse(content)
+            now = time.monotonic()
+            if seen != (mtime, content):
+                seen, seen_since = (mtime, content), now
+            if self._holder_is_dead_here(holder):
+                self._break(content, f"its process is gone ({describe(holder)})")
+                continue
+            if now - seen_since >= self.stale_after:
+                self._break(content, f"no heartbeat for {now - seen_since:.0f}s ({describe(holder)})")
+                seen = None
+                continue
+            if timeout is not None and now - started >= timeout:
+                raise TimeoutError(f"{self.path} is held by {describe(holder)}")
+            if on_wait is not None and now >= next_notice:
+                on_wait(holder)
+                next_notice = now + 30
+            time.sleep(self.poll)
+        self.waited = time.monotonic() - started
+
+    def _break(self, judged: str, why: str) -> None:
+        """Remove the stale lease we judged, and only that one."""
+        aside = self.path.with_name(f"{self.path.name}.stale.{self.token}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        if _read(aside) == judged:
+            log.warning("taking over %s: %s", self.path, why)
+            aside.unlink(missing_ok=True)
+            return
+        # We moved a lease that changed after we judged it (a new holder): put it back if nobody took its place.
+        try:
+            os.link(aside, self.path)
+        except FileExistsError:
+            pass
+        aside.unlink(missing_ok=True)
+
+    def _read_holder(self) -> dict[str, Any]:
+        return _parse(_read(self.path))
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            if self._read_holder().get("token") != self.token:
+                log.error("lost the lease %s to %s", self.path, describe(self._read_holder()))
+                self._lost.set()
+                return
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:
+                self._lost.set()
+                return
+            except OSError as exc:  # a transient NFS error: the next beat tries again
+                log.warning("cannot refresh the lease %s: %s", self.path, exc)
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def check(self) -> None:
+        if self.lost:
+            raise LeaseLost(f"{self.path}: another process took the lease over (we stalled longer than {self.stale_after:.0f}s)")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.heartbeat + 1)
+            self._thread = None
+        if self.held and self._read_holder().get("token") == self.token:
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self) -> Lease:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _parse(content: str) -> dict[str, Any]:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
