@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from conftest import DEV_CONFIG, PROD_CONFIG, cli
+from conftest import DEV_CONFIG, PROD_CONFIG, cli, free_port
 from llama_ascend.config import load_config
 from llama_ascend.errors import ConfigError
 from llama_ascend.render import render
@@ -21,14 +21,23 @@ def test_secrets_resolve_by_name_at_serve_time():
         server_environment(launch, {})
 
 
-def test_serve_without_weights_exits_2_with_the_fix(tmp_path):
-    result = cli("serve", "--dry-run", "--config", str(PROD_CONFIG), "--set", f"model.path={tmp_path}")
+def test_serve_without_weights_exits_2(tmp_path):
+    result = cli("serve", "--dry-run", "--config", str(DEV_CONFIG), "--set", f"model.path={tmp_path}")
     assert result.returncode == 2
-    assert "config.json missing" in result.stderr and "llama-ascend fetch" in result.stderr
+    assert f"model.path: {tmp_path} is not a usable model dir: config.json is missing" in result.stderr
+
+
+def test_serve_on_a_node_without_npu_exits_3_listing_every_failure(standin_model_dir):
+    result = cli("serve", "--dry-run", "--config", str(PROD_CONFIG),
+                 "--set", "model.source=local", "--set", f"model.path={standin_model_dir}")  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "/dev/davinci_manager is missing" in result.stderr and "libascend_hal.so is missing" in result.stderr
+    assert "vllm.entrypoints" not in result.stdout
 
 
 def test_serve_dry_run_prints_the_command_and_makes_cache_dirs(standin_model_dir, tmp_path):
-    result = cli("serve", "--dry-run", "--config", str(DEV_CONFIG), "--set", f"server.cache_dir={tmp_path}/c")
+    result = cli("serve", "--dry-run", "--config", str(DEV_CONFIG), "--set", f"server.cache_dir={tmp_path}/c",
+                 "--set", f"server.port={free_port()}")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "vllm.entrypoints.openai.api_server" in result.stdout and str(standin_model_dir) in result.stdout
     assert all((tmp_path / "c" / d).is_dir() for d in ("vllm", "inductor", "triton", "tmp"))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+from llama_ascend import ascend_env, devices, fetch, preflight
 from llama_ascend.config import Config
 from llama_ascend.errors import ConfigError
 from llama_ascend.render import Launch, render
@@ -35,25 +36,22 @@ def server_environment(launch: Launch, environ: Mapping[str, str]) -> dict[str, 
 
 
 def prepare(config: Config, environ: Mapping[str, str] | None = None) -> tuple[Launch, dict[str, str]]:
-    """Everything `serve` does before exec: render, resolve the environment, check the weights, make cache dirs."""
-    environ = os.environ if environ is None else environ
+    """Everything `serve` does before exec: the environment, the weights, the preflight checks, the cache dirs."""
+    environ = dict(os.environ if environ is None else environ)
+    if config.backend == "ascend":
+        # The CANN image's own ENTRYPOINT sources set_env.sh; ours bypasses it, so the server gets it from here.
+        environ = ascend_env.load(environ)
+        environ.update(devices.runtime_device_env(environ))
     launch = render(config, python=sys.executable)
     env = server_environment(launch, environ)
-    _check_model_dir(config)
+    if not fetch.is_complete(config):
+        fetch.fetch(config)
+    findings = preflight.run_checks(config, environ=env)
+    preflight.save_report(findings, preflight.report_path(config))
+    preflight.raise_on_failure(findings)
     for name in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TMPDIR"):
         Path(env[name]).mkdir(parents=True, exist_ok=True)
     return launch, env
-
-
-def _check_model_dir(config: Config) -> None:
-    model_dir = config.model_dir
-    if (model_dir / "config.json").is_file():
-        return
-    if config.model.source == "local":
-        fix = "run `llama-ascend standin` for the CPU stand-in, or point model.path at a HuggingFace-format model dir"
-    else:
-        fix = "run `llama-ascend fetch` with the same config first"
-    raise ConfigError(f"model.path: no model at {model_dir} (config.json missing): {fix}")
 
 
 def exec_server(config: Config, launch: Launch, env: dict[str, str]) -> None:
