@@ -1,0 +1,107 @@
+"""The chart's values as documented in values.yaml: `## @section Title` and `## @param dotted.key Description` lines.
+
+Shared by gen_chart_schema.py (descriptions and types of the chart's keys) and gen_chart_readme.py (the tables).
+A description may go on over lines that start with `##` and three spaces. A `## @param` documents a key and everything under it; every key in values.yaml must be documented by itself or by an
+ancestor, and every `@param` must name a key that exists, otherwise `load()` raises with the list of problems.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "llama-ascend"
+VALUES = CHART / "values.yaml"
+
+_PARAM = re.compile(r"^\s*## @param (?P<key>[\w.\-/]+)\s+(?P<text>.+?)\s*$")
+_CONTINUATION = re.compile(r"^\s*##\s{3,}(?P<text>\S.*?)\s*$")  # `##   more text` continues the @param above
+_SECTION = re.compile(r"^\s*## @section (?P<title>.+?)\s*$")
+
+
+@dataclass
+class Param:
+    key: str
+    description: str
+    default: Any
+
+
+@dataclass
+class Section:
+    title: str
+    params: list[Param] = field(default_factory=list)
+
+
+@dataclass
+class ChartValues:
+    values: dict[str, Any]
+    sections: list[Section]
+
+    @property
+    def params(self) -> dict[str, Param]:
+        return {p.key: p for s in self.sections for p in s.params}
+
+
+class ParamError(Exception):
+    pass
+
+
+_MISSING = object()
+
+
+def lookup(values: Any, key: str) -> Any:
+    node = values
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def leaf_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every key path of the tree (mappings are walked; lists and scalars are leaves)."""
+    keys = []
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        keys.append(key)
+        if isinstance(value, dict) and value:
+            keys.extend(leaf_keys(value, f"{key}."))
+    return keys
+
+
+def load(path: Path = VALUES) -> ChartValues:
+    text = path.read_text(encoding="utf-8")
+    values = yaml.safe_load(text) or {}
+    sections: list[Section] = []
+    problems = []
+    last: Param | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if last and (m := _CONTINUATION.match(line)):
+            last.description += " " + m["text"]
+            continue
+        last = None
+        if m := _SECTION.match(line):
+            sections.append(Section(m["title"]))
+        elif m := _PARAM.match(line):
+            if not sections:
+                problems.append(f"{path.name}:{number}: @param before the first @section")
+                continue
+            default = lookup(values, m["key"])
+            if default is _MISSING:
+                problems.append(f"{path.name}:{number}: @param {m['key']} names no key in the values")
+                continue
+            last = Param(m["key"], m["text"], default)
+            sections[-1].params.append(last)
+    documented = {p.key for s in sections for p in s.params}
+    for key in leaf_keys(values):
+        parts = key.split(".")
+        if not any(".".join(parts[:i]) in documented for i in range(1, len(parts) + 1)):
+            if not any(k.startswith(f"{key}.") for k in documented):  # an intermediate mapping of documented keys
+                problems.append(f"{path.name}: {key} has no `## @param {key} <description>` comment")
+    if problems:
+        raise ParamError("\n".join(problems))
+    return ChartValues(values, sections)

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Generate the parameter tables of helm/llama-ascend/README.md from values.yaml's `## @param` comments.
+
+Only the part between the two GENERATED markers is rewritten; the prose around it is hand-written. The `config`
+rows come from values.schema.json (the entrypoint's pydantic docstrings) with the defaults of values.yaml, or of
+the entrypoint where values.yaml leaves a key out.
+
+    python scripts/gen_chart_readme.py           # rewrite the tables
+    python scripts/gen_chart_readme.py --check   # exit 1 if README.md is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chart_params  # noqa: E402
+
+README = chart_params.CHART / "README.md"
+SCHEMA = chart_params.CHART / "values.schema.json"
+BEGIN = "<!-- BEGIN GENERATED PARAMETERS: scripts/gen_chart_readme.py -->"
+END = "<!-- END GENERATED PARAMETERS -->"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _default(value: Any) -> str:
+    if value is None:
+        return "`null`"
+    if isinstance(value, str):
+        return f"`{value}`" if value else '`""`'
+    return _cell(f"`{json.dumps(value, separators=(', ', ': '))}`")
+
+
+def entrypoint_defaults() -> dict[str, Any]:
+    """The config the entrypoint uses for keys a file leaves out (default factories included)."""
+    sys.path.insert(0, str(chart_params.ROOT / "entrypoint"))
+    from llama_ascend.config import Config
+
+    return Config().model_dump(mode="json")
+
+
+def _config_rows(schema: dict[str, Any], values: Any, defaults: Any, prefix: str) -> list[str]:
+    rows = []
+    for name, prop in schema.get("properties", {}).items():
+        key = f"{prefix}.{name}"
+        given = isinstance(values, dict) and name in values
+        if "properties" in prop:
+            rows += _config_rows(prop, values[name] if given else {}, defaults.get(name, {}), key)
+            continue
+        value = values[name] if given else defaults.get(name, prop.get("default"))
+        rows.append(f"| `{key}` | {_cell(prop.get('description', ''))} | {_default(value)} |")
+    return rows
+
+
+def tables() -> str:
+    chart = chart_params.load()
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    out = [BEGIN, ""]
+    for section in chart.sections:
+        out += [f"### {section.title}", "", "| Name | Description | Default |", "| --- | --- | --- |"]
+        for param in section.params:
+            if param.key == "config":
+                out.append(f"| `config` | {_cell(param.description)} | see below |")
+                out += _config_rows(schema["properties"]["config"], param.default, entrypoint_defaults(), "config")
+            else:
+                out.append(f"| `{param.key}` | {_cell(param.description)} | {_default(param.default)} |")
+        out.append("")
+    out.append(END)
+    return "\n".join(out)
+
+
+def render(current: str) -> str:
+    start, end = current.find(BEGIN), current.find(END)
+    if start < 0 or end < start:
+        raise chart_params.ParamError(f"{README.name}: the markers {BEGIN!r} and {END!r} are missing")
+    return current[:start] + tables() + current[end + len(END) :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    args = parser.parse_args(argv)
+    current = README.read_text(encoding="utf-8")
+    try:
+        text = render(current)
+    except chart_params.ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if text != current:
+            print(f"error: {README.relative_to(chart_params.ROOT)} is stale: run python scripts/gen_chart_readme.py",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        return 0
+    README.write_text(text, encoding="utf-8")
+    print(f"wrote {README.relative_to(chart_params.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The chart's generated files: values.schema.json (from the entrypoint's schema + values.yaml) and README.md's tables.
+
+These need no helm binary: they run the generators in-process and compare with what is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "llama-ascend"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import chart_params  # noqa: E402
+import gen_chart_readme  # noqa: E402
+import gen_chart_schema  # noqa: E402
+
+
+def test_values_schema_is_fresh() -> None:
+    assert (CHART / "values.schema.json").read_text() == gen_chart_schema.render(), (
+        "helm/llama-ascend/values.schema.json is stale: run python scripts/gen_chart_schema.py"
+    )
+
+
+def test_readme_tables_are_fresh() -> None:
+    current = (CHART / "README.md").read_text()
+    assert current == gen_chart_readme.render(current), (
+        "helm/llama-ascend/README.md is stale: run python scripts/gen_chart_readme.py"
+    )
+
+
+def test_config_schema_is_the_entrypoints() -> None:
+    """`config:` is validated by exactly what `llama-ascend schema` publishes (config/schema.json), refs inlined."""
+    from llama_ascend.config import config_schema
+
+    chart = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    published = json.loads((ROOT / "config" / "schema.json").read_text())
+    assert published == json.loads(json.dumps(config_schema())), "config/schema.json is stale (llama-ascend schema)"
+    expected = gen_chart_schema.strip_titles(gen_chart_schema.inline_refs(published))
+    expected.pop("title", None)
+    chart = dict(chart)
+    assert chart.pop("description") == chart_params.load().params["config"].description
+    expected.pop("description", None)
+    assert chart == expected
+
+
+def test_schema_validates_the_value_sets_and_rejects_typos() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert not list(validator.iter_errors(values))
+    for path in sorted((CHART / "ci").glob("*-values.yaml")):
+        merged = {**values, **yaml.safe_load(path.read_text())}  # top-level replace is enough for the type checks
+        errors = [e.message for e in validator.iter_errors(merged)]
+        assert not errors, f"{path.name}: {errors}"
+    typo = {**values, "persistence": {**values["persistence"], "storageClassName": "x"}}
+    assert [e for e in validator.iter_errors(typo) if "storageClassName" in e.message]
+
+
+def test_every_value_is_documented() -> None:
+    params = chart_params.load().params
+    assert "config" in params and "persistence.existingClaim" in params
+    assert all(p.description for p in params.values())
+
+
+def test_an_undocumented_value_is_an_error(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("## @section S\n## @param a Documented\na: 1\nb:\n  c: 2\n## @param d.e Gone\n")
+    with pytest.raises(chart_params.ParamError) as err:
+        chart_params.load(values)
+    assert "b has no `## @param b" in str(err.value) and "b.c has no" in str(err.value)
+    assert "@param d.e names no key" in str(err.value)
+
+
+def test_continuation_lines_join_the_description(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("## @section S\n## @param a First part\n##   and the rest.\na: 1\n")
+    (param,) = chart_params.load(values).params.values()
+    assert param.description == "First part and the rest."
+
+
+def test_readme_documents_every_value_and_every_config_key() -> None:
+    readme = (CHART / "README.md").read_text()
+    for key in chart_params.load().params:
+        assert f"| `{key}` |" in readme, key
+    from llama_ascend.config import Config
+
+    def keys(model: type, prefix: str) -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():
+            sub = field.annotation
+            out += keys(sub, f"{prefix}.{name}") if hasattr(sub, "model_fields") else [f"{prefix}.{name}"]
+        return out
+
+    for key in keys(Config, "config"):
+        assert f"| `{key}` |" in readme, key
+
+
+def test_readme_shows_the_four_installs() -> None:
+    readme = (CHART / "README.md").read_text()
+    assert "helm install llama helm/llama-ascend -n llm --create-namespace" in readme
+    assert "--set config.server.tensor_parallel_size=4" in readme
+    assert "--set persistence.existingClaim=" in readme
+    assert "--set autoscaling.hpa.enabled=true" in readme and "--set autoscaling.keda.enabled=true" in readme
+    assert "Not exercised" in readme
+
+
+def test_helmignore_ships_the_schema() -> None:
+    patterns = [line.strip() for line in (CHART / ".helmignore").read_text().splitlines()]
+    assert not [p for p in patterns if p and not p.startswith("#") and "schema" in p]
