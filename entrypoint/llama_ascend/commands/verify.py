@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+HELP = "greedy server output vs transformers on the CPU (same weights/dtype): first token, common prefix; exit 1 if a first token differs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("LLAMA_ASCEND_URL", "http://127.0.0.1:8000"),
+                        help="server base URL (env LLAMA_ASCEND_URL; default http://127.0.0.1:8000)")  # fmt: skip
+    parser.add_argument("--reference-model", required=True, metavar="DIR",
+                        help="the model dir the server loads (HuggingFace format): the CPU reference runs it")  # fmt: skip
+    parser.add_argument("--prompts", metavar="FILE",
+                        help="prompts: a JSON list or one per line (default: the three reference prompts)")  # fmt: skip
+    parser.add_argument("--model", default=os.environ.get("LLAMA_ASCEND_MODEL"),
+                        help="served model name (env LLAMA_ASCEND_MODEL; default: the first the server lists)")  # fmt: skip
+    parser.add_argument("--api-key", default=os.environ.get("LLAMA_ASCEND_API_KEY"),
+                        help="API key if the server needs one (env LLAMA_ASCEND_API_KEY)")  # fmt: skip
+    parser.add_argument("--max-tokens", type=int, default=64, help="tokens per completion (default 64)")
+    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16",
+                        help="dtype of the CPU reference: the server's (default bfloat16)")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--output", metavar="FILE", help="also write the JSON results to FILE")
+
+
+def run(args: argparse.Namespace) -> int:
+    from llama_ascend import verify
+
+    prompts = verify.read_prompts(args.prompts)
+    results = verify.run(args.url, args.reference_model, prompts, args.model, args.api_key, args.max_tokens, args.dtype)
+    document = verify.results_json(args.url, args.reference_model, results)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(document + "\n", encoding="utf-8")
+    if args.json:
+        print(document)
+    else:
+        _print_table(args.url, results)
+    return 0 if verify.passed(results) else 1
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _print_table(url: str, results: list) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"llama-ascend verify: {url} vs transformers (CPU, greedy)", show_lines=True)
+    for column in ("prompt", "first token", "common prefix", "at the first difference", "verdict"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        d = r.divergence
+        if d is None:
+            where = "-"
+        else:
+            where = (
+                f"token {d.position}: server {escape(repr(d.server_token))}, reference {escape(repr(d.reference_token))}\n"
+                f"reference top-2 margin {_fmt(d.reference_margin)}; server's token {_fmt(d.server_token_gap)} below "
+                f"(rank {d.server_token_rank}, {_fmt(d.gap_in_bf16_steps, 1)} bf16 steps of {_fmt(d.bf16_step, 4)})\n"
+                f"server top-2 margin {_fmt(d.server_margin)}"
+            )
+        colour = "green" if r.divergence is None or (r.first_token_match and d and d.near_tie) else (
+            "yellow" if r.first_token_match else "red")  # fmt: skip
+        table.add_row(
+            escape(repr(r.prompt)),
+            "match" if r.first_token_match else "[red]DIFFERS[/]",
+            f"{r.common_prefix} / {r.server_tokens}",
+            where,
+            f"[{colour}]{r.verdict}[/]",
+        )
+    console = Console(width=max(140, Console().width))
+    console.print(table)
+    for r in results:
+        console.print(f"[bold]{escape(repr(r.prompt))}[/]\n  server:    {escape(repr(r.server_text))}\n"
+                      f"  reference: {escape(repr(r.reference_text))}")  # fmt: skip
