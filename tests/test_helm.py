@@ -769,3 +769,32 @@ def test_helm_is_the_pinned_release(tool: str) -> None:
     if tools.find(tool) != tools.helm_path(tools.HELM[tool], tools.tools_dir()):
         pytest.skip(f"{tools.OVERRIDE_ENV[tool]} points at a helm of your own")
     assert helm(tool, "version", "--short").stdout.startswith(tools.HELM[tool].version)
+
+
+def documented_installs() -> list[tuple[str, list[str]]]:
+    """Every `helm install` command in docs/helm.md and the chart README, as argument lists."""
+    import shlex
+
+    commands = []
+    for doc in (ROOT / "docs" / "helm.md", CHART / "README.md"):
+        text = doc.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            if line.strip().startswith("helm install "):
+                commands.append((f"{doc.name}: {line.strip()[:60]}", shlex.split(line.strip())))
+    return commands
+
+
+@pytest.mark.parametrize(("where", "argv"), documented_installs(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("tool", HELMS)
+def test_documented_installs_render(tool: str, where: str, argv: list[str]) -> None:
+    """The install commands the docs show pass the schema and the chart's checks (as `helm template`)."""
+    args = [a for a in argv[2:] if a != "--create-namespace"]
+    assert args[:2] == ["llama", "helm/llama-ascend"], where
+    proc = helm(tool, "template", "llama", str(CHART), "--kube-version", RENDER_KUBE_VERSION, *args[2:])
+    assert proc.returncode == 0, f"{where}\n{proc.stderr}"
+
+
+def test_docs_show_the_four_installs() -> None:
+    installs = " ".join(" ".join(argv) for where, argv in documented_installs() if where.startswith("helm.md"))
+    assert "tensor_parallel_size=4" in installs and "persistence.existingClaim=" in installs
+    assert "autoscaling.hpa.enabled=true" in installs and "autoscaling.keda.enabled=true" in installs
