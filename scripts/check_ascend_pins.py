@@ -1,0 +1,639 @@
+"""Fidelity check for the ascend image, run in CI: the pins exist and resolve, and the rendered vLLM command is one
+that vLLM 0.18.0 and vLLM-Ascend 0.18.0 accept. So a wrong pin or flag fails here, not on a user's NPU host.
+
+1. Releases: the vLLM source release the Dockerfile builds (VLLM_SDIST_URL, verified against VLLM_SDIST_SHA256) and
+   vLLM-Ascend's release files on PyPI (wheel per architecture, source release).
+2. Resolution, per architecture (x86_64, aarch64), for CPython 3.11 on the CANN base's glibc, binary wheels only,
+   with `pip install --dry-run --report` - in the Dockerfile's order: vLLM's own requirements (from its source
+   release; the `empty` target installs requirements/common.txt + the `audio` extra), then vLLM-Ascend's requirements
+   with our pins. A pinned dependency published only as a source release (arctic-inference) is checked to exist and
+   its declared requirements join the resolve. Then every requirement of both is checked against the final versions:
+   a conflict fails unless it is named in the Dockerfile's ACCEPTED_CONFLICTS.
+3. Arguments: `llama-ascend render --json` for the reference config and variants that reach every branch of render;
+   each flag must be defined by vLLM 0.18.0's OpenAI server parser (read statically, with `ast`, from
+   vllm/engine/arg_utils.py and vllm/entrypoints/openai/cli_args.py of the source release), JSON option keys must be
+   fields of the config classes they fill, the graph mode must be one vLLM-Ascend 0.18.0's platform handles, the
+   quantization one it supports, and every VLLM_* variable one that vllm/envs.py (or vllm_ascend/envs.py) reads.
+
+Downloads are cached under ~/.cache/llama-ascend/upstream ($LLAMA_ASCEND_CACHE). Needs PyPI (or a mirror set with
+PIP_INDEX_URL); no CANN, NPU or vLLM install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from email.parser import Parser
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import httpx
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from image_build import ROOT, dockerfile_args  # noqa: E402
+
+ARCHES = ("x86_64", "aarch64")
+PYTHON = "3.11"
+GLIBC = (2, 35)  # Ubuntu 22.04, the CANN 8.5.1 base
+PYPI_SIMPLE = "https://pypi.org/simple"
+REFERENCE_CONFIG = ROOT / "config" / "llama-3.1-8b-instruct.yaml"
+# --set variants that, with the reference config, reach every branch of render.py.
+RENDER_VARIANTS: tuple[tuple[str, ...], ...] = (
+    (),
+    ("server.enforce_eager=true", "server.quantization=ascend", "model.trust_remote_code=true"),
+    ("server.tensor_parallel_size=8", "server.compilation=FULL_DECODE_ONLY", "server.api_key_env=LLAMA_API_KEY"),
+)
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LLAMA_ASCEND_CACHE") or Path.home() / ".cache" / "llama-ascend"
+    path = Path(root).expanduser() / "upstream"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class Report:
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def ok(self, message: str) -> None:
+        print(f"  ok    {message}", flush=True)
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        print(f"  note  {message}", flush=True)
+
+    def fail(self, message: str) -> None:
+        self.failures.append(message)
+        print(f"  FAIL  {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Releases
+
+
+def _index_url() -> str:
+    return (os.environ.get("PIP_INDEX_URL") or PYPI_SIMPLE).rstrip("/")
+
+
+def _client() -> httpx.Client:
+    verify: str | bool = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or True
+    return httpx.Client(timeout=120, follow_redirects=True, verify=verify)
+
+
+def project_files(client: httpx.Client, name: str) -> list[dict]:
+    """The files of a project on the index (PEP 691 JSON): filename, url, hashes."""
+    response = client.get(
+        f"{_index_url()}/{canonicalize_name(name)}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    response.raise_for_status()
+    files = response.json()["files"]
+    for item in files:
+        item["url"] = str(httpx.URL(str(response.url)).join(item["url"]))
+    return files
+
+
+def download(client: httpx.Client, url: str, sha256: str) -> Path:
+    """A release file, cached by name and verified by hash."""
+    dest = cache_dir() / url.rsplit("/", 1)[-1].split("#")[0]
+    if dest.is_file() and _sha256(dest) == sha256:
+        return dest
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    with client.stream("GET", url) as response:
+        response.raise_for_status()
+        with tmp.open("wb") as out:
+            for chunk in response.iter_bytes(1 << 20):
+                out.write(chunk)
+    actual = _sha256(tmp)
+    if actual != sha256:
+        tmp.unlink()
+        raise ValueError(f"{url}: sha256 {actual}, expected {sha256}")
+    tmp.replace(dest)
+    return dest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Sdist:
+    """Read files of a source release without unpacking it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._tar = tarfile.open(path)
+        self._prefix = self._tar.getnames()[0].split("/")[0]
+
+    def read(self, member: str) -> str:
+        extracted = self._tar.extractfile(f"{self._prefix}/{member}")
+        if extracted is None:
+            raise FileNotFoundError(member)
+        return extracted.read().decode()
+
+    def names(self, prefix: str) -> list[str]:
+        start = f"{self._prefix}/{prefix}"
+        return [n[len(self._prefix) + 1 :] for n in self._tar.getnames() if n.startswith(start)]
+
+
+def release_file(files: list[dict], filename: str) -> dict | None:
+    return next((f for f in files if f["filename"] == filename and not f.get("yanked")), None)
+
+
+def cp311_wheel(files: list[dict], name: str, version: str, arch: str) -> dict | None:
+    stem = f"{name.replace('-', '_')}-{version}-cp311-cp311-"
+    for f in files:
+        fn = f["filename"]
+        if fn.startswith(stem) and fn.endswith(".whl") and arch in fn and not f.get("yanked"):
+            if _glibc_ok(fn):
+                return f
+    return None
+
+
+def _glibc_ok(filename: str) -> bool:
+    for major, minor in re.findall(r"manylinux_(\d+)_(\d+)_", filename):
+        if (int(major), int(minor)) <= GLIBC:
+            return True
+    return "manylinux2014" in filename or "manylinux1" in filename or "manylinux2010" in filename
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Requirements and resolution
+
+
+def vllm_requirements(sdist: Sdist) -> list[str]:
+    """What `VLLM_TARGET_DEVICE=empty pip install vllm[audio]` asks for: requirements/common.txt + the audio extra."""
+    requirements = _requirements_file(sdist, "requirements/common.txt")
+    tree = ast.parse(sdist.read("setup.py"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "extras_require" and isinstance(node.value, ast.Dict):
+            for key, value in zip(node.value.keys, node.value.values):
+                if isinstance(key, ast.Constant) and key.value == "audio":
+                    requirements += [ast.literal_eval(v) for v in value.elts]  # type: ignore[attr-defined]
+    return requirements
+
+
+def _requirements_file(sdist: Sdist, member: str) -> list[str]:
+    out = []
+    for line in sdist.read(member).splitlines():
+        line = line.split(" #")[0].strip()
+        if line.startswith("-r "):
+            out += _requirements_file(sdist, str(Path(member).parent / line.split()[1]))
+        elif line and not line.startswith(("#", "-")):
+            out.append(line)
+    return out
+
+
+def wheel_requires(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as whl:
+        meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        return Parser().parsestr(whl.read(meta).decode()).get_all("Requires-Dist") or []
+
+
+def sdist_requires(path: Path) -> list[str]:
+    sdist = Sdist(path)
+    return Parser().parsestr(sdist.read("PKG-INFO")).get_all("Requires-Dist") or []
+
+
+def marker_env(arch: str) -> dict[str, str]:
+    env = default_environment()
+    env.update(
+        python_version=PYTHON, python_full_version=f"{PYTHON}.0", implementation_name="cpython",
+        platform_python_implementation="CPython", sys_platform="linux", platform_system="Linux",
+        platform_machine=arch, os_name="posix",
+    )  # fmt: skip
+    return env
+
+
+def applicable(requirements: Iterable[str], arch: str, extras: Iterable[str] = ()) -> list[Requirement]:
+    env = marker_env(arch)
+    out = []
+    for text in requirements:
+        req = Requirement(text)
+        if req.marker is None:
+            out.append(req)
+            continue
+        if any(req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras)):
+            req.marker = None
+            out.append(req)
+    return out
+
+
+def platform_flags(arch: str) -> list[str]:
+    tags = [f"manylinux_{GLIBC[0]}_{minor}_{arch}" for minor in range(GLIBC[1], 16, -1)]
+    tags += [f"manylinux2014_{arch}"]
+    flags = []
+    for tag in tags:
+        flags += ["--platform", tag]
+    return flags
+
+
+class Unresolvable(Exception):
+    def __init__(self, output: str):
+        super().__init__(output)
+        self.output = output
+
+
+def resolve(requirements: list[Requirement], arch: str) -> dict[str, Version]:
+    """`pip install --dry-run --report` for cp311 on `arch`, binary wheels only, against PyPI (or $PIP_INDEX_URL)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in ("PIP_CERT", "PIP_INDEX_URL")}
+    env["PIP_CONFIG_FILE"] = os.devnull  # this machine's find-links / local indexes / constraints don't apply
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    with tempfile.TemporaryDirectory(prefix="check-pins-") as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [
+            sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+            "--target", str(Path(tmp) / "target"), "--report", str(report),
+            "--only-binary", ":all:", "--python-version", PYTHON, "--implementation", "cp", "--abi", "cp311",
+            *platform_flags(arch), *map(str, requirements),
+        ]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if result.returncode != 0:
+            raise Unresolvable(result.stderr.strip())
+        installed = json.loads(report.read_text())["install"]
+    return {canonicalize_name(i["metadata"]["name"]): Version(i["metadata"]["version"]) for i in installed}
+
+
+def _missing_pin(output: str) -> str | None:
+    match = re.search(r"No matching distribution found for (\S+)", output)
+    return match[1] if match else None
+
+
+def resolve_with_source_builds(
+    client: httpx.Client, requirements: list[Requirement], arch: str, report: Report
+) -> dict[str, Version]:
+    """Resolve; a `name==version` with no wheel but a source release on the index is taken out of the binary
+    resolve (pip builds it in the image) and its own declared requirements go in instead."""
+    requirements = list(requirements)
+    source_builds: dict[str, Version] = {}
+    for _ in range(5):
+        try:
+            resolved = resolve(requirements, arch)
+            resolved.update(source_builds)
+            return resolved
+        except Unresolvable as exc:
+            missing = _missing_pin(exc.output)
+            req = next((r for r in requirements if missing and str(r) == missing), None)
+            pinned = [s.version for s in req.specifier if s.operator == "=="] if req else []
+            if not req or not pinned:
+                raise
+            name, version = canonicalize_name(req.name), pinned[0]
+            sdist = release_file(project_files(client, name), f"{name.replace('-', '_')}-{version}.tar.gz")
+            if sdist is None:
+                raise
+            path = download(client, sdist["url"], sdist["hashes"]["sha256"])
+            report.note(f"{arch}: {name}=={version} has no cp311 wheel; pip builds it from its source release")
+            requirements.remove(req)
+            requirements += applicable(sdist_requires(path), arch)
+            source_builds[name] = Version(version)
+    raise Unresolvable("too many source-only pins")
+
+
+def conflicts(final: dict[str, Version], requirements: Iterable[Requirement]) -> list[str]:
+    out = []
+    for req in requirements:
+        name = canonicalize_name(req.name)
+        if name in final and not req.specifier.contains(final[name], prereleases=True):
+            out.append(f"{name} {final[name]} does not satisfy `{req}`")
+    return out
+
+
+def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdist, report: Report) -> None:
+    accepted = {canonicalize_name(n) for n in pins.get("ACCEPTED_CONFLICTS", "").replace(",", " ").split()}
+    version = pins["VLLM_ASCEND_VERSION"]
+    files = project_files(client, "vllm-ascend")
+    source = release_file(files, f"vllm_ascend-{version}.tar.gz")
+    if source:
+        report.ok(f"vllm-ascend {version} source release on the index ({source['filename']})")
+    else:
+        report.fail(f"vllm-ascend {version} has no source release on the index: VLLM_ASCEND_VERSION")
+    pins_reqs = [
+        f"torch=={pins['TORCH_VERSION']}", f"torch-npu=={pins['TORCH_NPU_VERSION']}",
+        f"triton-ascend=={pins['TRITON_ASCEND_VERSION']}", f"transformers{pins['TRANSFORMERS_SPEC']}",
+        f"numpy{pins['NUMPY_SPEC']}",
+    ]  # fmt: skip
+    for arch in ARCHES:
+        wheel = cp311_wheel(files, "vllm-ascend", version, arch)
+        if wheel:
+            requires = wheel_requires(download(client, wheel["url"], wheel["hashes"]["sha256"]))
+            report.ok(f"{arch}: vllm-ascend {version} wheel {wheel['filename']}")
+        elif source:
+            requires = sdist_requires(download(client, source["url"], source["hashes"]["sha256"]))
+            report.note(f"{arch}: no vllm-ascend {version} cp311 wheel; the image builds it from the source release")
+        else:
+            report.fail(f"{arch}: vllm-ascend {version} has neither a cp311 wheel nor a source release")
+            continue
+        vllm_reqs = applicable(vllm_requirements(vllm_sdist), arch)
+        ascend_reqs = applicable(requires, arch) + applicable(pins_reqs, arch)
+        try:
+            step1 = resolve_with_source_builds(client, vllm_reqs, arch, report)
+            report.ok(f"{arch}: vLLM {pins['VLLM_VERSION']} requirements resolve ({len(step1)} packages)")
+            step2 = resolve_with_source_builds(client, ascend_reqs, arch, report)
+            report.ok(f"{arch}: vllm-ascend {version} + pins resolve ({len(step2)} packages)")
+        except Unresolvable as exc:
+            lines = [line for line in exc.output.splitlines() if line.startswith("ERROR")]
+            report.fail(f"{arch}: the pins do not resolve: {' | '.join(lines[-2:]) or exc.output[-400:]}")
+            continue
+        final = {**step1, **step2}
+        for name, pin in (("torch", "TORCH_VERSION"), ("torch-npu", "TORCH_NPU_VERSION")):
+            if str(final.get(name)) != pins[pin]:
+                report.fail(f"{arch}: {name} resolved to {final.get(name)}, the pin {pin} is {pins[pin]}")
+        for problem in conflicts(final, vllm_reqs + ascend_reqs):
+            name = problem.split()[0]
+            if name in accepted:
+                report.note(f"{arch}: accepted conflict (ACCEPTED_CONFLICTS): {problem}")
+            else:
+                report.fail(f"{arch}: {problem} - fix the pins or, if upstream ships it so, add {name} to ACCEPTED_CONFLICTS")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Arguments: vLLM 0.18.0's parser and vLLM-Ascend 0.18.0's platform, read statically from the source releases
+
+
+@dataclass
+class VllmArgs:
+    flags: set[str]
+    bool_flags: set[str]
+    compilation_fields: set[str]
+    graph_modes: set[str]
+    dtypes: set[str]
+    env_vars: set[str]
+
+
+def _classes(sources: Iterable[str]) -> dict[str, ast.ClassDef]:
+    found: dict[str, ast.ClassDef] = {}
+    for text in sources:
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                found.setdefault(node.name, node)
+    return found
+
+
+def _fields(cls: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> dict[str, str]:
+    """Annotated class attributes (dataclass fields) with their annotation text, base classes first."""
+    fields: dict[str, str] = {}
+    for base in cls.bases:
+        if isinstance(base, ast.Name) and base.id in classes:
+            fields.update(_fields(classes[base.id], classes))
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            fields[node.target.id] = ast.unparse(node.annotation)
+    return fields
+
+
+def _is_bool(annotation: str) -> bool:
+    return re.search(r"\bbool\b", annotation) is not None
+
+
+def parse_vllm(sdist: Sdist) -> VllmArgs:
+    config_sources = [sdist.read(n) for n in sdist.names("vllm/config/") if n.endswith(".py")]
+    arg_utils = sdist.read("vllm/engine/arg_utils.py")
+    cli_args = sdist.read("vllm/entrypoints/openai/cli_args.py")
+    classes = _classes([*config_sources, arg_utils, cli_args])
+    flags: set[str] = set()
+    bool_flags: set[str] = set()
+
+    # arg_utils.py / cli_args.py: add_argument("--x", "-y", **group_kwargs["field"]) where group_kwargs = get_kwargs(C)
+    for text in (arg_utils, cli_args):
+        tree = ast.parse(text)
+        kwarg_sources: dict[str, str] = {}
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Call) and ast.unparse(node.value.func).endswith("get_kwargs")
+                and node.value.args and isinstance(node.value.args[0], ast.Name)
+            ):  # fmt: skip
+                kwarg_sources[node.targets[0].id] = node.value.args[0].id
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr != "add_argument":
+                continue
+            names = {a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("-")}
+            if not names:
+                continue
+            flags |= names
+            is_bool = any(
+                k.arg == "action" and "BooleanOptionalAction" in ast.unparse(k.value) for k in node.keywords
+            )
+            for k in node.keywords:
+                if k.arg is None and isinstance(k.value, ast.Subscript) and isinstance(k.value.value, ast.Name):
+                    cls_name = kwarg_sources.get(k.value.value.id)
+                    key = k.value.slice
+                    if cls_name in classes and isinstance(key, ast.Constant):
+                        annotation = _fields(classes[cls_name], classes).get(str(key.value), "")
+                        is_bool = is_bool or _is_bool(annotation)
+            if is_bool:
+                bool_flags |= {n for n in names if n.startswith("--")}
+
+    # cli_args.py: FrontendArgs (and its bases) register `--field-name` for every field.
+    for name, annotation in _fields(classes["FrontendArgs"], classes).items():
+        flag = "--" + name.replace("_", "-")
+        flags.add(flag)
+        if _is_bool(annotation):
+            bool_flags.add(flag)
+    flags |= {"--no-" + f[2:] for f in bool_flags}
+
+    compilation_fields = set(_fields(classes["CompilationConfig"], classes))
+    graph_modes = {
+        t.id for node in classes["CUDAGraphMode"].body if isinstance(node, ast.Assign) for t in node.targets
+        if isinstance(t, ast.Name)
+    }  # fmt: skip
+    dtypes: set[str] = set()
+    for text in config_sources:
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ModelDType" for t in node.targets):
+                dtypes |= {c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    return VllmArgs(flags, bool_flags, compilation_fields, graph_modes, dtypes, _env_keys(sdist.read("vllm/envs.py")))
+
+
+def _env_keys(text: str) -> set[str]:
+    """Keys of the `environment_variables` / `env_variables` dict literal of an envs.py."""
+    keys: set[str] = set()
+    for node in ast.walk(ast.parse(text)):
+        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        if isinstance(target, ast.Name) and target.id in ("environment_variables", "env_variables"):
+            if isinstance(node.value, ast.Dict):  # type: ignore[union-attr]
+                keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}  # type: ignore[union-attr]
+    return keys
+
+
+@dataclass
+class AscendArgs:
+    graph_modes: set[str]
+    quantizations: set[str]
+    additional_config_keys: set[str]
+    env_vars: set[str]
+
+
+def parse_vllm_ascend(sdist: Sdist) -> AscendArgs:
+    platform = sdist.read("vllm_ascend/platform.py")
+    utils = ast.parse(sdist.read("vllm_ascend/utils.py"))
+    constants = {
+        t.id: n.value.value for n in ast.walk(utils) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+        for t in n.targets if isinstance(t, ast.Name)
+    }  # fmt: skip
+    quantizations: set[str] = set()
+    graph_modes: set[str] = set()
+    for node in ast.walk(ast.parse(platform)):
+        if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "supported_quantization":
+            for elt in getattr(node.value, "elts", []):
+                value = elt.value if isinstance(elt, ast.Constant) else constants.get(getattr(elt, "id", ""))
+                if isinstance(value, str):
+                    quantizations.add(value)
+        # The modes check_and_update_config compares against: the ones it handles (others fall back to NONE).
+        if isinstance(node, ast.Compare) and ast.unparse(node.left).endswith("cudagraph_mode"):
+            for comp in node.comparators:
+                if isinstance(comp, ast.Attribute) and ast.unparse(comp.value) == "CUDAGraphMode":
+                    graph_modes.add(comp.attr)
+    keys = set(re.findall(r"additional_config\.get\(\s*\"(\w+)\"", sdist.read("vllm_ascend/ascend_config.py")))
+    return AscendArgs(graph_modes, quantizations, keys, _env_keys(sdist.read("vllm_ascend/envs.py")))
+
+
+def render_launch(sets: tuple[str, ...], config: Path = REFERENCE_CONFIG) -> dict:
+    cmd = [sys.executable, "-m", "llama_ascend", "render", "--json", "--config", str(config)]
+    for item in sets:
+        cmd += ["--set", item]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def options(argv: list[str]) -> Iterator[tuple[str, str | None]]:
+    """(flag, value) pairs of a server argv (after `python -m module`)."""
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("-"):
+            raise ValueError(f"positional argument {token!r} where a flag was expected")
+        if "=" in token:
+            name, value = token.split("=", 1)
+            yield name, value
+            i += 1
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            yield token, argv[i + 1]
+            i += 2
+        else:
+            yield token, None
+            i += 1
+
+
+def check_launch(launch: dict, vllm: VllmArgs, ascend: AscendArgs, vllm_sdist: Sdist) -> list[str]:
+    problems = []
+    argv = launch["argv"]
+    if argv[1:3] != ["-m", SERVER_MODULE]:
+        return [f"argv must start `python -m {SERVER_MODULE}`, got {argv[:3]}"]
+    if 'if __name__ == "__main__"' not in vllm_sdist.read(SERVER_MODULE.replace(".", "/") + ".py"):
+        problems.append(f"{SERVER_MODULE} has no __main__ in vLLM's source release")
+    for flag, value in options(argv[3:]):
+        normalized = flag[:2] + flag[2:].replace("_", "-") if flag.startswith("--") else flag
+        if normalized not in vllm.flags:
+            problems.append(f"{flag}: not an argument of vLLM's OpenAI server")
+            continue
+        if normalized in vllm.bool_flags and value is not None:
+            problems.append(f"{flag} {value}: a boolean flag takes no value")
+        if normalized == "--compilation-config" and value is not None:
+            config = json.loads(value)
+            for key in set(config) - vllm.compilation_fields:
+                problems.append(f"--compilation-config: `{key}` is not a CompilationConfig field")
+            mode = config.get("cudagraph_mode")
+            if mode is not None and mode not in vllm.graph_modes:
+                problems.append(f"--compilation-config: cudagraph_mode {mode} is not a CUDAGraphMode")
+            elif mode is not None and mode not in ascend.graph_modes:
+                problems.append(f"--compilation-config: vLLM-Ascend's platform does not handle cudagraph_mode {mode}")
+        if normalized == "--additional-config" and value is not None:
+            for key in set(json.loads(value)) - ascend.additional_config_keys:
+                problems.append(f"--additional-config: vLLM-Ascend reads no `{key}`")
+        if normalized == "--dtype" and value not in vllm.dtypes:
+            problems.append(f"--dtype {value}: not one of {sorted(vllm.dtypes)}")
+        if normalized == "--quantization" and value not in ascend.quantizations:
+            problems.append(f"--quantization {value}: vLLM-Ascend supports {sorted(ascend.quantizations)}")
+    known_env = vllm.env_vars | ascend.env_vars
+    for name in [*launch.get("env", {}), *launch.get("secret_env", {})]:
+        if name.startswith("VLLM_") and name not in known_env:
+            problems.append(f"environment {name}: vLLM 0.18.0 / vLLM-Ascend 0.18.0 read no such variable")
+    return problems
+
+
+def check_arguments(vllm_sdist: Sdist, ascend_sdist: Sdist, report: Report) -> None:
+    vllm = parse_vllm(vllm_sdist)
+    ascend = parse_vllm_ascend(ascend_sdist)
+    report.ok(
+        f"read {len(vllm.flags)} server flags, {len(vllm.compilation_fields)} CompilationConfig fields and "
+        f"{len(vllm.env_vars)} VLLM_* variables from vLLM; graph modes {sorted(ascend.graph_modes)} and "
+        f"quantizations {sorted(ascend.quantizations)} from vLLM-Ascend"
+    )
+    for sets in RENDER_VARIANTS:
+        label = " ".join(f"--set {s}" for s in sets) or "reference config"
+        problems = check_launch(render_launch(sets), vllm, ascend, vllm_sdist)
+        for problem in problems:
+            report.fail(f"render ({label}): {problem}")
+        if not problems:
+            report.ok(f"render ({label}): every flag, option key and VLLM_* variable is known to 0.18.0")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-resolve", action="store_true", help="only releases and arguments (no pip resolve)")
+    args = parser.parse_args(argv)
+    pins = dockerfile_args()
+    report = Report()
+    with _client() as client:
+        print("releases", flush=True)
+        url, sha = pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"]
+        expected = f"vllm-{pins['VLLM_VERSION']}.tar.gz"
+        if not url.endswith("/" + expected):
+            report.fail(f"VLLM_SDIST_URL names {url.rsplit('/', 1)[-1]}, VLLM_VERSION wants {expected}")
+        try:
+            vllm_sdist = Sdist(download(client, url, sha))
+            report.ok(f"vLLM {pins['VLLM_VERSION']} source release: {expected}, sha256 {sha[:12]}…")
+        except (httpx.HTTPError, ValueError) as exc:
+            report.fail(f"vLLM source release (VLLM_SDIST_URL / VLLM_SDIST_SHA256): {exc}")
+            return _finish(report)
+        ascend_files = project_files(client, "vllm-ascend")
+        ascend_source = release_file(ascend_files, f"vllm_ascend-{pins['VLLM_ASCEND_VERSION']}.tar.gz")
+        if ascend_source is None:
+            report.fail(f"vllm-ascend {pins['VLLM_ASCEND_VERSION']}: no source release on the index")
+            return _finish(report)
+        ascend_sdist = Sdist(download(client, ascend_source["url"], ascend_source["hashes"]["sha256"]))
+        if not args.skip_resolve:
+            print("resolution (cp311, binary wheels, per architecture)", flush=True)
+            check_resolution(client, pins, vllm_sdist, report)
+        print("arguments", flush=True)
+        check_arguments(vllm_sdist, ascend_sdist, report)
+    return _finish(report)
+
+
+def _finish(report: Report) -> int:
+    if report.failures:
+        print(f"check-pins: {len(report.failures)} problem(s)", file=sys.stderr)
+        return 1
+    print("check-pins: ok", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

