@@ -844,7 +844,7 @@ class _HuggingFace(_Source):
                     have, mode = 0, "wb"
                     digest = hashlib.sha256() if rf.sha256 else hashlib.sha1(b"blob %d\0" % rf.size)
                 with tmp.open(mode) as fh:
-                    for chunk in resp.iter_bytes(1 << 20):
+                    for chunk in resp.iter_bytes():
                         if have + len(chunk) > rf.size:
                             raise FetchFailed(f"{self.what}: {rf.path}: the hub sent more than the listed {rf.size} bytes", "integrity")
                         fh.write(chunk)
