@@ -7,10 +7,12 @@ ancestor, and every `@param` must name a key that exists, otherwise `load()` rai
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -105,3 +107,24 @@ def load(path: Path = VALUES) -> ChartValues:
     if problems:
         raise ParamError("\n".join(problems))
     return ChartValues(values, sections)
+
+
+def generator_main(argv: list[str] | None, script: str, target: Path, render: Callable[[], str]) -> int:
+    """The command line both generators share: write `target`, or with --check exit 1 when it is stale."""
+    parser = argparse.ArgumentParser(prog=Path(script).name, description=f"write {target.relative_to(ROOT)}")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if {target.name} is stale")
+    args = parser.parse_args(argv)
+    rel = target.relative_to(ROOT)
+    try:
+        text = render()
+    except ParamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            print(f"error: {rel} is stale: run python {script}", file=sys.stderr)
+            return 1
+        return 0
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {rel}")
+    return 0

@@ -11,7 +11,6 @@ the entrypoint where values.yaml leaves a key out.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -84,24 +83,8 @@ def render(current: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
-    args = parser.parse_args(argv)
     current = README.read_text(encoding="utf-8")
-    try:
-        text = render(current)
-    except chart_params.ParamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        if text != current:
-            print(f"error: {README.relative_to(chart_params.ROOT)} is stale: run python scripts/gen_chart_readme.py",
-                  file=sys.stderr)  # fmt: skip
-            return 1
-        return 0
-    README.write_text(text, encoding="utf-8")
-    print(f"wrote {README.relative_to(chart_params.ROOT)}")
-    return 0
+    return chart_params.generator_main(argv, "scripts/gen_chart_readme.py", README, lambda: render(current))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ chart owns; Kubernetes pass-through objects (resources, affinity, ...) are left 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -234,22 +233,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if values.schema.json is stale")
-    args = parser.parse_args(argv)
-    try:
-        text = render()
-    except chart_params.ParamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        if not SCHEMA.is_file() or SCHEMA.read_text(encoding="utf-8") != text:
-            print(f"error: {SCHEMA.relative_to(ROOT)} is stale: run python scripts/gen_chart_schema.py", file=sys.stderr)
-            return 1
-        return 0
-    SCHEMA.write_text(text, encoding="utf-8")
-    print(f"wrote {SCHEMA.relative_to(ROOT)}")
-    return 0
+    return chart_params.generator_main(argv, "scripts/gen_chart_schema.py", SCHEMA, render)
 
 
 if __name__ == "__main__":

@@ -202,9 +202,16 @@ def test_strict_validation_rejects_an_unknown_field(kubernetes_validate: Any) ->
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
 
 
-def test_renders_no_empty_or_whitespace_only_lines_inside_objects() -> None:
-    text = rendered_text("helm4", "tp4")
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_renders_no_whitespace_only_lines(value_set: str) -> None:
+    text = rendered_text("helm4", value_set)
     assert not [line for line in text.splitlines() if line and not line.strip()], "a template leaves blank indented lines"
+
+
+def test_duplicate_keys_are_caught() -> None:
+    """The loader the render assertions use refuses what the API server would refuse."""
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'a'"):
+        yaml.load("metadata:\n  a: 1\n  a: 2\n", Loader=UniqueKeyLoader)
 
 
 # The config block: one source of truth ----------------------------------------------------------------------------
@@ -766,7 +773,7 @@ def test_checkov_finds_nothing_unjustified(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("tool", HELMS)
 def test_helm_is_the_pinned_release(tool: str) -> None:
-    if tools.find(tool) != tools.helm_path(tools.HELM[tool], tools.tools_dir()):
+    if need(tool) != tools.helm_path(tools.HELM[tool], tools.tools_dir()):
         pytest.skip(f"{tools.OVERRIDE_ENV[tool]} points at a helm of your own")
     assert helm(tool, "version", "--short").stdout.startswith(tools.HELM[tool].version)
 
