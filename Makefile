@@ -23,7 +23,7 @@ smoke: setup
 render: setup
 	$(LLAMA) render --config $(CONFIG)
 
-test: setup
+test: setup helm-tools
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
