@@ -41,22 +41,24 @@ def running_exporter(tmp_path: Path):
     table = tmp_path / "npu-smi.txt"
     shutil.copy(NPU_SMI / "910b3-8cards-one-busy.txt", table)
     report = tmp_path / "preflight.json"
+    textfile = tmp_path / "llama_ascend_fetch.prom"
     cmd = [sys.executable, "-m", "llama_ascend", "exporter", "--config", str(DEV_CONFIG), "--port", "0",
-           "--interval", "0", "--npu-smi-output", str(table), "--preflight-report", str(report)]  # fmt: skip
+           "--interval", "0", "--npu-smi-output", str(table), "--preflight-report", str(report),
+           "--textfile", str(textfile)]  # fmt: skip
     env = {"POD_NAMESPACE": "llm", "POD_NAME": "llama-0", "LLAMA_ASCEND_CONTAINER_NAME": "server", "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     try:
         line = process.stderr.readline()
         assert "serving http://127.0.0.1:" in line, line
         url = line.split("serving ", 1)[1].strip()
-        yield url, table, report
+        yield url, table, report, textfile
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
 
 
 def test_npu_metrics_with_npu_exporter_names(running_exporter) -> None:
-    url, _, _ = running_exporter
+    url, *_ = running_exporter
     metrics = scrape(url)
     assert metrics["llama_ascend_npu_smi_up"][0][1] == 1.0
     assert metrics["machine_npu_nums"][0][1] == 8.0
@@ -83,7 +85,7 @@ def test_npu_metrics_with_npu_exporter_names(running_exporter) -> None:
 
 
 def test_reads_npu_smi_again_and_reports_failures(running_exporter) -> None:
-    url, table, _ = running_exporter
+    url, table, *_ = running_exporter
     shutil.copy(NPU_SMI / "910b3-degraded-health.txt", table)
     metrics = scrape(url)
     assert by_id(metrics["npu_chip_info_health_status"]) == {"0": 0.0, "1": 0.0}
@@ -95,7 +97,7 @@ def test_reads_npu_smi_again_and_reports_failures(running_exporter) -> None:
 
 
 def test_preflight_and_weights_metrics(running_exporter, standin_model_dir: Path) -> None:
-    url, _, report = running_exporter
+    url, _, report, _ = running_exporter
     metrics = scrape(url)
     assert metrics["llama_ascend_preflight_report_present"][0][1] == 0.0
     assert metrics["llama_ascend_model_weights_complete"][0][1] == 1.0  # the dev profile's stand-in
@@ -110,6 +112,22 @@ def test_preflight_and_weights_metrics(running_exporter, standin_model_dir: Path
     failed = {labels["check"]: value for labels, value in metrics["llama_ascend_preflight_check_failed"]}
     assert failed == {"port": 0.0, "hbm": 1.0, "card-busy": 0.0}
     assert metrics["llama_ascend_preflight_timestamp_seconds"][0][1] == pytest.approx(time.time(), abs=60)
+
+
+def test_fetch_textfile_is_republished(running_exporter, tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
+
+    url, _, _, textfile = running_exporter
+    assert not any(name.startswith("llama_ascend_fetch") for name in scrape(url))  # nothing fetched yet
+    registry = CollectorRegistry()  # what fetch.write_metrics leaves on the volume
+    key = {"source": "modelscope", "model": "LLM-Research/Meta-Llama-3.1-8B-Instruct@master"}
+    Counter("llama_ascend_fetch_downloaded_bytes", "bytes", list(key), registry=registry).labels(**key).inc(16060522240)
+    Gauge("llama_ascend_fetch_duration_seconds", "s", list(key), registry=registry).labels(**key).set(812.5)
+    write_to_textfile(str(textfile), registry)
+    metrics = scrape(url)
+    assert metrics["llama_ascend_fetch_downloaded_bytes_total"] == [(key, 16060522240.0)]
+    assert metrics["llama_ascend_fetch_duration_seconds"] == [(key, 812.5)]
+    assert metrics["machine_npu_nums"][0][1] == 8.0  # alongside the NPU metrics
 
 
 def test_board_info_gives_npu_exporter_model_name_and_vdie_id() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DEV_CONFIG, cli, free_port
+from conftest import DEV_CONFIG, PROD_CONFIG, cli, free_port
 from llama_ascend import preflight
 from llama_ascend.config import load_config
 from llama_ascend.errors import ExitCode, PreflightFailed
@@ -31,15 +31,23 @@ SHARDS = {
 }
 
 
+def sparse_safetensors(path: Path, size: int) -> None:
+    """A structurally whole safetensors file of `size` bytes (one U8 tensor), sparse on disk."""
+    data = size - 8 - 256
+    header = json.dumps({"weight": {"dtype": "U8", "shape": [data], "data_offsets": [0, data]}}).ljust(256)
+    with path.open("wb") as handle:
+        handle.write((256).to_bytes(8, "little") + header.encode())
+        handle.truncate(size)
+
+
 def make_model(directory: Path, shards: dict[str, int] = SHARDS) -> Path:
-    """A model dir whose shards are sparse files of the real sizes: preflight only stats them."""
+    """A model dir with Llama-3.1-8B's config and shards of the real sizes (sparse files)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(LLAMA_8B))
     (directory / "tokenizer.json").write_text("{}")
     (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"w{i}": n for i, n in enumerate(shards)}}))
     for name, size in shards.items():
-        with (directory / name).open("wb") as handle:
-            handle.truncate(size)
+        sparse_safetensors(directory / name, size)
     return directory
 
 
@@ -221,14 +229,23 @@ def test_without_process_table_busy_is_a_warning(tmp_path: Path) -> None:
 def test_incomplete_weights(tmp_path: Path) -> None:
     model = make_model(tmp_path / "model")
     (model / "model-00003-of-00004.safetensors").unlink()
-    (model / ".cache/huggingface/download").mkdir(parents=True)
-    (model / ".cache/huggingface/download/model-00003-of-00004.safetensors.incomplete").write_bytes(b"x")
+    with (model / "model-00002-of-00004.safetensors").open("r+b") as shard:
+        shard.truncate(1 << 20)  # cut short, as by a killed download
     config = load_config(write_config(tmp_path, model), environ={})
     weights = preflight.check_weights(config)
     assert not weights.ok
-    assert "1 of 4 shards missing (model-00003-of-00004.safetensors)" in weights.message
-    assert "partial downloads" in weights.message
+    assert "shard model-00003-of-00004.safetensors is missing" in weights.message
+    assert "model-00002-of-00004.safetensors: the header describes" in weights.message
     assert "interrupted" in weights.cause
+
+
+def test_hub_weights_without_fetch_marker(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    make_model(volume / "modelscope/LLM-Research/Meta-Llama-3.1-8B-Instruct/master")
+    config = load_config(PROD_CONFIG, [f"model.path={volume}"], environ={})
+    weights = preflight.check_weights(config)
+    assert not weights.ok and "no matching completion marker from `llama-ascend fetch`" in weights.message
+    assert "llama-ascend fetch" in weights.fix
 
 
 def test_model_dir_without_tokenizer(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Prometheus metrics for the NPUs (from npu-smi), the last preflight and the weights on the volume.
+"""Prometheus metrics for the NPUs (from npu-smi), the last preflight, the weights and the fetch on the volume.
 
 Metric and label names are those of Huawei's npu-exporter (MindCluster `component/npu-exporter`), so Ascend
 dashboards and alerts work unchanged: `npu_chip_info_*{id, model_name, vdie_id, pcie_bus_info, namespace,
@@ -243,6 +243,34 @@ class DeploymentCollector(Collector):
             yield complete
 
 
+class TextfileCollector(Collector):
+    """Re-publishes Prometheus text files other steps leave on the volume (fetch's llama_ascend_fetch.prom)."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self._paths = list(paths)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        seen: set[str] = set()
+        for path in self._paths:
+            try:
+                text = path.read_text(encoding="utf-8")
+                families = list(text_string_to_metric_families(text))
+            except FileNotFoundError:
+                continue  # nothing fetched yet
+            except (OSError, ValueError) as exc:
+                log.warning("textfile %s: %s", path, exc)
+                continue
+            for family in families:
+                if family.name not in seen:  # the first file wins a name
+                    seen.add(family.name)
+                    yield family
+
+
 def build_registry(
     read_table: Callable[[], npu_smi.NpuSmiInfo],
     read_board: Callable[[npu_smi.Chip], str | None] | None = None,
@@ -250,10 +278,12 @@ def build_registry(
     report_path: Path | None = None,
     weights_check: Callable[[], object] | None = None,
     min_interval: float = 5.0,
+    textfiles: Iterable[Path] = (),
 ) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(NpuCollector(read_table, read_board, pod, min_interval))
     registry.register(DeploymentCollector(report_path, weights_check))
+    registry.register(TextfileCollector(textfiles))
     return registry
 
 

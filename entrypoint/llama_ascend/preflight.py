@@ -36,7 +36,6 @@ CPU_RUNTIME_OVERHEAD = 1 * GiB
 # Without a process table, HBM used beyond this share of the card is taken to be held by someone else
 # (an idle 910B shows ~3.1-3.4 GB of 64 GB used by firmware).
 IDLE_RESERVE_SHARE = 0.08
-PARTIAL_DOWNLOAD_SUFFIXES = (".incomplete", ".part")  # huggingface_hub, ModelScope and curl leftovers
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4}
 
 Severity = Literal["error", "warning"]
@@ -191,45 +190,33 @@ def check_model_files(config: Config) -> Finding:
 
 
 def check_weights(config: Config) -> Finding:
-    """The safetensors shards listed in the index are all there, none is empty, no download is half-done."""
+    """Complete as `fetch` defines it: its marker matches (hub sources), or every shard is whole (local)."""
+    from llama_ascend import fetch
+
     model_dir = config.model_dir
+    shards = sorted(model_dir.glob("*.safetensors")) if model_dir.is_dir() else []
+    if fetch.is_complete(config):
+        total = sum(p.stat().st_size for p in shards)
+        how = "every shard whole" if config.model.source == "local" else "the fetch marker matches"
+        return _ok("weights", f"{len(shards)} safetensors shard(s), {_gib(total)}, complete ({how})")
     if not model_dir.is_dir():
-        return _fail("weights", f"no weights: {model_dir} does not exist", fix=_fetch_fix(config))
-    partial = sorted(p.name for p in model_dir.rglob("*") if p.is_file() and p.name.endswith(PARTIAL_DOWNLOAD_SUFFIXES))
-    index_file = model_dir / "model.safetensors.index.json"
-    if index_file.is_file():
-        try:
-            weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
-        except (ValueError, KeyError, OSError) as exc:
-            return _fail("weights", f"{index_file} is unreadable ({exc})", fix=_fetch_fix(config))
-        expected = sorted(set(weight_map.values()))
-    else:
-        expected = sorted(p.name for p in model_dir.glob("*.safetensors"))
-    if not expected:
         return _fail(
             "weights",
-            f"{model_dir} has no *.safetensors weights",
-            cause="the download stopped before the weights, or the model ships another format",
+            f"no weights: {model_dir} does not exist",
+            cause="the weights were never downloaded to this volume, or model.path points elsewhere",
             fix=_fetch_fix(config),
         )
-    absent = [name for name in expected if not (model_dir / name).is_file()]
-    empty = [name for name in expected if name not in absent and (model_dir / name).stat().st_size == 0]
-    if absent or empty or partial:
-        problems = []
-        if absent:
-            problems.append(f"{len(absent)} of {len(expected)} shards missing ({', '.join(absent[:3])})")
-        if empty:
-            problems.append(f"empty shards ({', '.join(empty[:3])})")
-        if partial:
-            problems.append(f"partial downloads ({', '.join(partial[:3])})")
-        return _fail(
-            "weights",
-            f"{model_dir}: " + "; ".join(problems),
-            cause="the download was interrupted",
-            fix=_fetch_fix(config),
-        )
-    total = sum((model_dir / name).stat().st_size for name in expected)
-    return _ok("weights", f"{len(expected)} safetensors shard(s), {_gib(total)}, complete")
+    problems = fetch._local_problems(model_dir)  # what is wrong with the files themselves
+    if config.model.source != "local":
+        problems.insert(0, "no matching completion marker from `llama-ascend fetch` (not fetched for this "
+                        "id/revision/patterns, or files changed since)")  # fmt: skip
+    shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+    return _fail(
+        "weights",
+        f"{model_dir}: {shown}",
+        cause="the download was interrupted or the files were changed after it",
+        fix=_fetch_fix(config),
+    )
 
 
 # ------------------------------------------------------------------------------------------------- cpu backend

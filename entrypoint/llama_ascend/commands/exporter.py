@@ -25,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-read this saved `npu-smi info` output instead of running npu-smi")  # fmt: skip
     parser.add_argument("--preflight-report", metavar="FILE",
                         help="the preflight report to publish (default: <server.cache_dir>/preflight.json)")  # fmt: skip
+    parser.add_argument("--textfile", action="append", default=[], metavar="FILE",
+                        help="also publish this Prometheus text file (repeatable; with --config, fetch's "
+                        "llama_ascend_fetch.prom is included)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    from llama_ascend import exporter, npu_smi, preflight
+    from llama_ascend import exporter, fetch, npu_smi, preflight
 
     config = None
     if args.config:
@@ -37,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.sets)
     report = Path(args.preflight_report) if args.preflight_report else (preflight.report_path(config) if config else None)
     weights = (lambda: preflight.check_weights(config)) if config else None
+    textfiles = [Path(p) for p in args.textfile]
+    fetch_metrics = fetch.metrics_path(config) if config else None
+    if fetch_metrics:
+        textfiles.append(fetch_metrics)
     registry = exporter.build_registry(
         exporter.table_reader(args.npu_smi_output),
         read_board=None if args.npu_smi_output else exporter.live_board_reader(npu_smi.find_npu_smi()),
@@ -44,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         report_path=report,
         weights_check=weights,
         min_interval=args.interval,
+        textfiles=textfiles,
     )
 
     def ready(port: int) -> None:
