@@ -16,7 +16,7 @@ HuggingFace (endpoint `http://127.0.0.1:PORT`, as `HF_ENDPOINT` or `endpoint=`):
     HEAD|GET /{owner}/{name}/resolve/{rev}/{path}                  metadata headers / the raw bytes
 
 Run standalone (for benchmarks or by hand): `python tests/hubserver.py --repo owner/name=DIR [--port N]`; it prints
-the endpoint URL on its first line and serves until killed.
+the endpoint URL on its first line and serves until killed. `GET /_hub/stats` reports the bytes sent so far.
 """
 
 from __future__ import annotations
@@ -231,6 +231,7 @@ class _Server(ThreadingHTTPServer):
 
 
 _ROUTES: list[tuple[str, re.Pattern[str]]] = [
+    ("hub_stats", re.compile(r"/_hub/stats")),
     ("ms_files", re.compile(r"/api/v1/models/([^/]+/[^/]+)/repo/files")),
     ("ms_file", re.compile(r"/api/v1/models/([^/]+/[^/]+)/repo")),
     ("ms_revisions", re.compile(r"/api/v1/models/([^/]+/[^/]+)/revisions")),
@@ -267,7 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, pattern in _ROUTES:
             match = pattern.fullmatch(path)
             if match:
-                if not self._authorized(name):
+                if name != "hub_stats" and not self._authorized(name):
                     return
                 try:
                     getattr(self, name)(*match.groups())
@@ -336,6 +337,12 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._reply(404, _ms_error(404, f"revision {revision} not found in {repo.repo_id}"))
         return commit
+
+    # -- the test hub's own ----------------------------------------------------------------------------------
+    def hub_stats(self) -> None:
+        """Bytes sent and file requests so far, for callers in another process (the benchmark)."""
+        hub = self.hub
+        self._reply(200, {"sent": hub.sent(), "file_requests": len(hub.file_requests()), "requests": hub.mark()})
 
     # -- ModelScope -------------------------------------------------------------------------------------------
     def ms_info(self, repo_id: str) -> None:

@@ -763,26 +763,28 @@ class _HuggingFace(_Source):
         return Manifest(self.commit, files)
 
     def download(self, files: list[RemoteFile], staging: Path, progress: Progress, partial: dict[str, int]) -> None:
-        import httpx
+        import requests  # urllib3 reads 1 MiB at a time and hands over what it got when a connection drops
 
-        headers = self.hf.utils.build_hf_headers(token=self.token or False, library_name="llama-ascend",
-                                                 library_version=__version__)  # fmt: skip
-        headers["Accept-Encoding"] = "identity"
-        timeout = httpx.Timeout(connect=10.0, read=self.timeout, write=60.0, pool=60.0)
-        with httpx.Client(follow_redirects=True, timeout=timeout, headers=headers) as client:  # drops auth on other hosts
-            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fetch") as pool:
-                futures = [pool.submit(self._get, client, f, staging, progress) for f in sorted(files, key=lambda f: -f.size)]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                failed = [f for f in done if f.exception() is not None]
-                if failed:
-                    self._cancel.set()
-                    for future in futures:
-                        future.cancel()
-                    wait(futures)
-                    errors = [f.exception() for f in failed]
-                    raise next((e for e in errors if getattr(e, "reason", "") == "disk"), errors[0])  # type: ignore[misc]
+        session = requests.Session()
+        session.headers.update(self.hf.utils.build_hf_headers(token=self.token or False, library_name="llama-ascend",
+                                                              library_version=__version__))  # fmt: skip
+        session.headers["Accept-Encoding"] = "identity"
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=self.workers, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        with session, ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fetch") as pool:
+            futures = [pool.submit(self._get, session, f, staging, progress) for f in sorted(files, key=lambda f: -f.size)]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                self._cancel.set()
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+                errors = [f.exception() for f in failed]
+                raise next((e for e in errors if getattr(e, "reason", "") == "disk"), errors[0])  # type: ignore[misc]
 
-    def _get(self, client: Any, rf: RemoteFile, staging: Path, progress: Progress) -> None:
+    def _get(self, session: Any, rf: RemoteFile, staging: Path, progress: Progress) -> None:
         """One file into `<staging>/<path>.incomplete`, resumed from what is there, verified, renamed into place."""
         target = staging / rf.path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -790,7 +792,7 @@ class _HuggingFace(_Source):
         url = self.hf.hf_hub_url(self.repo_id, rf.path, revision=self.commit, endpoint=self.endpoint)
         for attempt in range(1, HASH_ATTEMPTS + 1):
             try:
-                digest = self._with_retries(rf.path, lambda: self._stream(client, url, rf, tmp, progress))
+                digest = self._with_retries(rf.path, lambda: self._stream(session, url, rf, tmp, progress))
             except OSError as exc:
                 if _is_disk_full(exc):
                     tmp.unlink(missing_ok=True)
@@ -807,9 +809,9 @@ class _HuggingFace(_Source):
                 raise self.integrity(rf.path, f"{kind} mismatch (expected {expected[:16]}…, got {digest[:16]}…)")
             log.warning("%s: %s: digest mismatch, fetching it again", self.repo_id, rf.path)
 
-    def _stream(self, client: Any, url: str, rf: RemoteFile, tmp: Path, progress: Progress) -> str:
+    def _stream(self, session: Any, url: str, rf: RemoteFile, tmp: Path, progress: Progress) -> str:
         """Append the missing bytes to `tmp`; returns the digest of the whole file. Raises _Retry when cut short."""
-        import httpx
+        import requests
 
         if self._cancel.is_set():
             raise _Retry("cancelled")
@@ -827,16 +829,18 @@ class _HuggingFace(_Source):
             return digest.hexdigest()
         request_headers = {"Range": f"bytes={have}-"} if have else {}
         try:
-            with client.stream("GET", url, headers=request_headers) as resp:
+            with session.get(url, headers=request_headers, stream=True, timeout=(10, self.timeout)) as resp:
                 if resp.status_code == 416:
                     tmp.unlink(missing_ok=True)
                     progress.add(-have, 0)
                     raise _Retry(f"HTTP 416 resuming at byte {have}")
+                if resp.status_code >= 500 or resp.status_code in (408, 429):
+                    raise _Retry(f"HTTP {resp.status_code}")
+                if resp.status_code in (401, 403):
+                    raise self.denied(resp.status_code, rf.path)
+                if resp.status_code == 404:
+                    raise self.not_found(rf.path)
                 if resp.status_code >= 400:
-                    resp.read()
-                    if resp.status_code >= 500 or resp.status_code in (408, 429):
-                        raise _Retry(f"HTTP {resp.status_code}")
-                    self.hf.utils.hf_raise_for_status(_HfResponse(resp))
                     raise FetchFailed(f"{self.what}: {rf.path}: HTTP {resp.status_code}", "other")
                 mode = "ab"
                 if have and resp.status_code != 206:  # the server ignored Range: start over
@@ -844,7 +848,7 @@ class _HuggingFace(_Source):
                     have, mode = 0, "wb"
                     digest = hashlib.sha256() if rf.sha256 else hashlib.sha1(b"blob %d\0" % rf.size)
                 with tmp.open(mode) as fh:
-                    for chunk in resp.iter_bytes():
+                    for chunk in _received(resp):
                         if have + len(chunk) > rf.size:
                             raise FetchFailed(f"{self.what}: {rf.path}: the hub sent more than the listed {rf.size} bytes", "integrity")
                         fh.write(chunk)
@@ -853,31 +857,31 @@ class _HuggingFace(_Source):
                         progress.add(len(chunk))
                         if self._cancel.is_set():
                             raise _Retry("cancelled")
-        except httpx.TimeoutException as exc:
-            raise _Retry(f"{type(exc).__name__} after {have} of {rf.size} bytes", timeout=True) from None
-        except httpx.TransportError as exc:
-            raise _Retry(f"{type(exc).__name__} after {have} of {rf.size} bytes") from None
+        except (requests.RequestException, OSError, _urllib3_error()) as exc:
+            if isinstance(exc, OSError) and _is_disk_full(exc):
+                raise
+            timeout = isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower()
+            raise _Retry(f"{type(exc).__name__} after {have} of {rf.size} bytes", timeout=timeout) from None
         if have < rf.size:
             raise _Retry(f"connection closed after {have} of {rf.size} bytes")
         return digest.hexdigest()
 
 
-class _HfResponse:
-    """Just enough of a response for huggingface_hub's error mapping (it expects its own HTTP library's type)."""
+def _received(resp: Any, size: int = 1 << 20) -> Iterator[bytes]:
+    """The body as it arrives, up to `size` bytes at a time: what was received before a connection dropped is handed
+    over too (iter_content would hold back a partly filled chunk), so a resume loses nothing."""
+    read1 = getattr(resp.raw, "read1", None)  # urllib3 >= 2
+    if read1 is None:
+        yield from resp.raw.stream(64 << 10, decode_content=True)
+        return
+    while data := read1(size, decode_content=True):
+        yield data
 
-    def __init__(self, resp: Any) -> None:
-        self._resp = resp
-        self.status_code = resp.status_code
-        self.headers = resp.headers
-        self.url = str(resp.url)
-        self.request = resp.request
-        self.text = resp.text
 
-    def raise_for_status(self) -> None:
-        self._resp.raise_for_status()
+def _urllib3_error() -> type[BaseException]:
+    from urllib3.exceptions import HTTPError
 
-    def json(self) -> Any:
-        return self._resp.json()
+    return HTTPError
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:
@@ -971,9 +975,50 @@ def _check_disk(what: str, layout: Layout, plan: Plan) -> None:
         )
 
 
-def _remove_partials(staging: Path) -> None:
-    for path in staging.rglob(f"*{INCOMPLETE}"):
-        path.unlink(missing_ok=True)
+class _Flusher:
+    """Writes the downloaded bytes back to disk while the download runs (fdatasync every `interval` seconds on the
+    files that grew), so the fsync before the marker has little left to do."""
+
+    def __init__(self, directory: Path, interval: float = 0.2) -> None:
+        self.directory = directory
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fetch-flush", daemon=True)
+
+    def _run(self) -> None:
+        synced: dict[Path, int] = {}
+        while not self._stop.wait(self.interval):
+            for path in self.directory.rglob("*"):
+                try:
+                    size = path.stat().st_size
+                    if not path.is_file() or synced.get(path) == size:
+                        continue
+                    fd = os.open(path, os.O_RDONLY)
+                except OSError:  # renamed into place or removed in the meantime
+                    continue
+                try:
+                    os.fdatasync(fd)
+                    synced[path] = size
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+
+    def __enter__(self) -> _Flusher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def _remove_partials(staging: Path, complete: set[str]) -> None:
+    """Delete every partial download (`.incomplete` files, the client's range parts); keep verified files."""
+    for path in [p for p in staging.rglob("*") if p.is_file()]:
+        rel = path.relative_to(staging).as_posix()
+        if rel not in complete and rel != JOURNAL:
+            path.unlink(missing_ok=True)
 
 
 def _commit(layout: Layout, plan: Plan, manifest: Manifest, config: Config, lease: Lease) -> None:
@@ -1218,11 +1263,11 @@ def _fetch_online(config: Config, progress: bool, started: float) -> FetchResult
                            _env_number(ENV_LOG_INTERVAL, 15))  # fmt: skip
             if missing:
                 try:
-                    with bar:
+                    with bar, _Flusher(layout.staging):
                         source.download(missing, layout.staging, bar, dict(plan.partial))
                 except FetchFailed as exc:
                     if exc.reason == "disk":
-                        _remove_partials(layout.staging)
+                        _remove_partials(layout.staging, {f.path for f in files})
                     raise
             fetched = plan.staged | {f.path for f in missing}
             problems = _weights_problems(lambda p: (layout.staging if p in fetched else layout.final) / p, [f.path for f in files])
