@@ -45,3 +45,17 @@ helm-docs: setup
 
 helm-test: setup helm-tools
 	$(VENV)/bin/python -m pytest tests/test_helm.py tests/test_helm_generated.py tests/test_helm_tools.py $(PYTEST_ARGS)
+
+# --- Operating: preflight, NPU exporter, verify, bench (issue 7) -------------------------------------------------
+# preflight: the node checks serve runs before exec. verify: greedy server output vs transformers on the CPU.
+# bench: one run of the concurrency sweep, the launcher overhead and cold/warm start; results in bench/results/.
+.PHONY: preflight verify bench
+
+preflight: setup
+	$(LLAMA) preflight --config $(CONFIG)
+
+verify: setup
+	$(LLAMA) verify --url $(URL) --config $(CONFIG)
+
+bench: setup
+	$(VENV)/bin/python bench/run.py --config $(CONFIG) --out bench/results

@@ -5,14 +5,19 @@ import math
 import os
 from pathlib import Path
 
+from llama_ascend.commands._common import add_config_arguments, load_from_args
+from llama_ascend.errors import ConfigError
+
 HELP = "greedy server output vs transformers on the CPU (same weights/dtype): first token, common prefix; exit 1 if a first token differs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("LLAMA_ASCEND_URL", "http://127.0.0.1:8000"),
                         help="server base URL (env LLAMA_ASCEND_URL; default http://127.0.0.1:8000)")  # fmt: skip
-    parser.add_argument("--reference-model", required=True, metavar="DIR",
-                        help="the model dir the server loads (HuggingFace format): the CPU reference runs it")  # fmt: skip
+    parser.add_argument("--reference-model", metavar="DIR",
+                        help="the model dir the server loads (HuggingFace format): the CPU reference runs it "
+                        "(default: the config's model dir)")  # fmt: skip
+    add_config_arguments(parser)
     parser.add_argument("--prompts", metavar="FILE",
                         help="prompts: a JSON list or one per line (default: the three reference prompts)")  # fmt: skip
     parser.add_argument("--model", default=os.environ.get("LLAMA_ASCEND_MODEL"),
@@ -20,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=os.environ.get("LLAMA_ASCEND_API_KEY"),
                         help="API key if the server needs one (env LLAMA_ASCEND_API_KEY)")  # fmt: skip
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per completion (default 64)")
-    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16",
-                        help="dtype of the CPU reference: the server's (default bfloat16)")  # fmt: skip
+    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
+                        help="dtype of the CPU reference: the server's (default: the config's server.dtype, "
+                        "else bfloat16)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--output", metavar="FILE", help="also write the JSON results to FILE")
 
@@ -29,9 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from llama_ascend import verify
 
+    reference_model, dtype = args.reference_model, args.dtype
+    if args.config and (reference_model is None or dtype is None):
+        config = load_from_args(args)
+        reference_model = reference_model or str(config.model_dir)
+        configured = {"half": "float16", "float": "float32"}.get(config.server.dtype, config.server.dtype)
+        dtype = dtype or (configured if configured in ("bfloat16", "float16", "float32") else "bfloat16")
+    if reference_model is None:
+        raise ConfigError("verify needs the model dir: pass --reference-model DIR or --config FILE")
     prompts = verify.read_prompts(args.prompts)
-    results = verify.run(args.url, args.reference_model, prompts, args.model, args.api_key, args.max_tokens, args.dtype)
-    document = verify.results_json(args.url, args.reference_model, results)
+    results = verify.run(args.url, reference_model, prompts, args.model, args.api_key, args.max_tokens, dtype or "bfloat16")
+    document = verify.results_json(args.url, reference_model, results)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(document + "\n", encoding="utf-8")
