@@ -44,7 +44,8 @@ class Hub:
 
     def __init__(self, model_dir: Path) -> None:
         args = [f"--repo={repo}={model_dir}" for repo, _ in REPOS.values()]
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hubserver.py"), *args], stdout=subprocess.PIPE, text=True)
+        command = [sys.executable, str(ROOT / "tests" / "hubserver.py"), *args]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
         if not self.url.startswith("http://127.0.0.1:"):
@@ -227,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"bench-fetch: {what}, served by tests/hubserver.py on 127.0.0.1; best of {args.runs} runs; load {os.getloadavg()[0]:.1f}")
+    load = os.getloadavg()[0]
+    print(f"bench-fetch: {what}, served by tests/hubserver.py on 127.0.0.1; best of {args.runs} runs; load {load:.1f}")
     for r in results:
         print(f"\n{r['source']}: {r['files']} files, {r['bytes'] / 1e6:.1f} MB")
         print(f"  throughput   fetch {r['fetch_MBps']} MB/s | curl {r['curl_MBps']} | httpx {r['httpx_MBps']} | "
@@ -237,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  complete     is_complete {r['is_complete_ms']} ms | fetch() {r['fetch_complete_ms']} ms | "
               f"CLI --offline {r['cli_offline_complete_s']} s (with Python start-up)")  # fmt: skip
         print(f"  kill at {r['killed_at_pct']}%  missing {r['missing_after_kill'] / 1e6:.1f} MB, re-run moved "
-              f"{r['moved_by_rerun'] / 1e6:.1f} MB ({r['extra_bytes']:+d} bytes vs missing; fetch reported {r['rerun_reported']})")  # fmt: skip
+              f"{r['moved_by_rerun'] / 1e6:.1f} MB ({r['extra_bytes']:+d} bytes vs missing; "
+              f"fetch reported {r['rerun_reported']})")  # fmt: skip
     return 0
 
 

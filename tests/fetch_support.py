@@ -57,13 +57,14 @@ def make_model(directory: Path, big: int = 6 << 20, small: int = 3 << 20) -> Pat
     (directory / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
     (directory / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
     vocab = {f"tok{i}": i for i in range(2048)}
-    (directory / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": vocab, "merges": []}}))
+    tokenizer = {"version": "1.0", "model": {"type": "BPE", "vocab": vocab, "merges": []}}
+    (directory / "tokenizer.json").write_text(json.dumps(tokenizer))
     (directory / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 4096}))
     (directory / "README.md").write_text("# tiny test llama\n")
     write_safetensors(directory / BIG, {"model.embed_tokens.weight": big // 2, "model.layers.0.mlp.weight": big - big // 2})
     write_safetensors(directory / SMALL_SHARD, {"lm_head.weight": small})
-    index = {"metadata": {"total_size": big + small},
-             "weight_map": {"model.embed_tokens.weight": BIG, "model.layers.0.mlp.weight": BIG, "lm_head.weight": SMALL_SHARD}}  # fmt: skip
+    weight_map = {"model.embed_tokens.weight": BIG, "model.layers.0.mlp.weight": BIG, "lm_head.weight": SMALL_SHARD}
+    index = {"metadata": {"total_size": big + small}, "weight_map": weight_map}
     (directory / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     (directory / "original").mkdir(exist_ok=True)
     (directory / "original" / "consolidated.00.pth").write_bytes(os.urandom(256 << 10))
@@ -109,9 +110,32 @@ def fetch_cmd(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "llama_ascend", "fetch", "--config", str(config), *args]
 
 
-def run_fetch(config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def run_fetch(
+    config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(fetch_cmd(config, *args), capture_output=True, text=True, timeout=timeout,
                           env=env or clean_env(), cwd=ROOT)  # fmt: skip
+
+
+def main_fetch(config: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`llama-ascend fetch` in this process (the real entry point, without a Python start-up): for the paths that
+    never reach a hub client (complete, --offline, local). `env` is set on top of clean_env() for the call."""
+    import contextlib
+    import io
+
+    from llama_ascend.cli import main
+
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(clean_env(**env))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["fetch", "--config", str(config), *args])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["llama-ascend", "fetch", str(config), *args], code, out.getvalue(), err.getvalue())
 
 
 def start_fetch(config: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:

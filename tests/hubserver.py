@@ -47,7 +47,8 @@ class Fault:
 
     kind: `status` answers `status` instead of the file; `drop` closes the connection after `after` body bytes;
     `corrupt` flips the byte at file offset `after`; `slow` caps the body at `rate` bytes/s; `stall` sends `after`
-    bytes of the response and then nothing for `seconds` (then closes). `times` is how many matching requests it affects (-1: all of them).
+    bytes of the response and then nothing for `seconds` (then closes). `times` is how many matching requests it
+    affects (-1: all of them).
     """
 
     kind: str

@@ -23,6 +23,7 @@ from fetch_support import (
     clean_env,
     digests,
     expected,
+    main_fetch,
     make_model,
     run_fetch,
     start_fetch,
@@ -94,25 +95,25 @@ def test_complete_cache_is_recognised_without_network_and_fast(config_file: Path
     per_check = (time.perf_counter() - started) / 100
     assert per_check < 0.05, f"is_complete took {per_check * 1000:.1f} ms"
     requests_before = len(hub.requests)
-    again = run_fetch(config_file)
+    again = main_fetch(config_file)
     assert again.returncode == 0, again.stderr
     assert "already complete" in again.stdout
     assert len(hub.requests) == requests_before  # no listing, no download
     hub.stop()  # the hub is gone: a complete cache does not care, online or offline
     for args in ((), ("--offline",)):
-        proc = run_fetch(config_file, *args)
+        proc = main_fetch(config_file, *args)
         assert proc.returncode == 0, proc.stderr
         assert "already complete" in proc.stdout
 
 
 def test_offline_without_weights_fails_and_names_the_fix(config_file: Path, hub: HubServer, volume: Path):
-    proc = run_fetch(config_file, "--offline")
+    proc = main_fetch(config_file, "--offline")
     assert proc.returncode == 1
     assert f"offline: the weights of {REPO}@master are not complete in {final_dir(volume)}" in proc.stderr
     assert "run `llama-ascend fetch` with network access" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert hub.requests == []
-    env_proc = run_fetch(config_file, env=clean_env(LLAMA_ASCEND_OFFLINE="1"))
+    env_proc = main_fetch(config_file, LLAMA_ASCEND_OFFLINE="1")
     assert env_proc.returncode == 1 and "offline:" in env_proc.stderr
 
 
@@ -122,18 +123,20 @@ def test_offline_rehashes_a_touched_file_and_catches_a_changed_one(config_file: 
     os.utime(final / "config.json")  # same bytes, new mtime: the marker no longer matches the stat
     config = load_config(config_file)
     assert not fetch.is_complete(config)
-    proc = run_fetch(config_file, "--offline")
+    proc = main_fetch(config_file, "--offline")
     assert proc.returncode == 0, proc.stderr  # re-hashed against the marker's sha256
     data = bytearray((final / SMALL_SHARD).read_bytes())
     data[-1] ^= 0xFF
     (final / SMALL_SHARD).write_bytes(bytes(data))
-    bad = run_fetch(config_file, "--offline")
+    bad = main_fetch(config_file, "--offline")
     assert bad.returncode == 1
     assert f"{final / SMALL_SHARD} is missing or changed since it was verified" in bad.stderr
 
 
 # -- fault injection -----------------------------------------------------------------------------------------------
-def test_connection_dropped_mid_file_resumes_from_the_byte_it_had(config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_connection_dropped_mid_file_resumes_from_the_byte_it_had(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     hub.inject("drop", BIG, after=2_500_000)
     proc = run_fetch(config_file)
     assert proc.returncode == 0, proc.stderr
@@ -245,7 +248,9 @@ def test_killed_fetch_leaves_nothing_loadable_and_rerun_moves_only_missing_bytes
     assert f"({(total - on_disk) / 1e6:.1f} MB downloaded)" in rerun.stdout
 
 
-def test_two_fetchers_on_one_volume_download_each_file_once(config_file: Path, hub: HubServer, source_dir: Path, volume: Path, tmp_path: Path):
+def test_two_fetchers_on_one_volume_download_each_file_once(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path, tmp_path: Path
+):
     hub.inject("slow", None, times=-1, rate=3_000_000)
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     procs = [start_fetch(config_file, log=log) for log in logs]  # at the same time
@@ -258,7 +263,9 @@ def test_two_fetchers_on_one_volume_download_each_file_once(config_file: Path, h
     assert "is being fetched by pid" in outputs[1] and "completed by another fetcher" in outputs[1]  # ... the other waited
 
 
-def test_lease_of_a_killed_fetcher_is_taken_over_at_once(config_file: Path, hub: HubServer, source_dir: Path, volume: Path, tmp_path: Path):
+def test_lease_of_a_killed_fetcher_is_taken_over_at_once(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path, tmp_path: Path
+):
     hub.inject("slow", None, times=-1, rate=4_000_000)
     first = start_fetch(config_file, log=tmp_path / "a.log")
     assert wait_for(lambda: hub.sent() > 1_000_000, timeout=30)
@@ -315,7 +322,9 @@ def test_disk_filling_up_midway_fails_clearly_and_leaves_no_partial_file(tmp_pat
 
 
 # -- selection changes, pre-populated dirs, local source -----------------------------------------------------------
-def test_new_patterns_fetch_only_the_new_files_into_the_live_dir(tmp_path: Path, config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_new_patterns_fetch_only_the_new_files_into_the_live_dir(
+    tmp_path: Path, config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     assert run_fetch(config_file).returncode == 0
     final = final_dir(volume)
     inode = (final / BIG).stat().st_ino
@@ -350,25 +359,28 @@ def test_local_source_is_verified(tmp_path: Path, source_dir: Path):
     shutil.copytree(source_dir, local)
     config = tmp_path / "local.yaml"
     config.write_text(f"backend: cpu\nmodel:\n  source: local\n  path: {local}\n")
-    ok = run_fetch(config)
+    ok = main_fetch(config)
     assert ok.returncode == 0, ok.stderr
     assert f"fetch: local model verified in {local}" in ok.stdout
     with (local / BIG).open("r+b") as fh:
         fh.truncate((local / BIG).stat().st_size - 100)
-    bad = run_fetch(config)
+    bad = main_fetch(config)
     assert bad.returncode == 2
     assert f"{BIG}: the header describes" in bad.stderr and "truncated or padded" in bad.stderr
 
 
 # -- metrics -------------------------------------------------------------------------------------------------------
-def test_metrics_textfile_counts_bytes_runs_and_failures_by_source(tmp_path: Path, config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_metrics_textfile_counts_bytes_runs_and_failures_by_source(
+    tmp_path: Path, config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     from prometheus_client.parser import text_string_to_metric_families
 
     prom = tmp_path / "metrics" / "fetch.prom"
     env = clean_env(LLAMA_ASCEND_FETCH_METRICS=str(prom))
-    assert run_fetch(write_config(tmp_path / "x.yaml", "modelscope", "LLM-Research/Nope", volume, hub.url), env=env).returncode == 2
+    nope = write_config(tmp_path / "x.yaml", "modelscope", "LLM-Research/Nope", volume, hub.url)
+    assert run_fetch(nope, env=env).returncode == 2
     assert run_fetch(config_file, env=env).returncode == 0
-    assert run_fetch(config_file, env=env).returncode == 0  # the fast path leaves the file alone
+    assert main_fetch(config_file, LLAMA_ASCEND_FETCH_METRICS=str(prom)).returncode == 0  # the fast path: no write
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(prom.read_text())
@@ -384,5 +396,5 @@ def test_metrics_textfile_counts_bytes_runs_and_failures_by_source(tmp_path: Pat
     nope = (("model", "LLM-Research/Nope@master"), ("reason", "not_found"), ("source", "modelscope"))
     assert samples[("llama_ascend_fetch_failures_total", nope)] == 1
     # the default place is next to the weights
-    assert run_fetch(config_file).returncode == 0
+    assert main_fetch(config_file).returncode == 0
     assert not (volume / ".metrics").exists()  # complete already: nothing written

@@ -20,6 +20,7 @@ from fetch_support import (
     clean_env,
     digests,
     expected,
+    main_fetch,
     make_model,
     run_fetch,
     start_fetch,
@@ -65,7 +66,9 @@ def final_dir(volume: Path) -> Path:
     return volume / "huggingface" / REPO / "main"
 
 
-def test_fetch_through_hf_endpoint_is_byte_identical_and_verified(config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_fetch_through_hf_endpoint_is_byte_identical_and_verified(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     proc = run_fetch(config_file, env=env_for(hub))
     assert proc.returncode == 0, proc.stderr
     final = final_dir(volume)
@@ -181,6 +184,6 @@ def test_killed_fetch_resumes_with_only_the_missing_bytes(config_file: Path, hub
 def test_offline_mode_of_huggingface_needs_no_endpoint(config_file: Path, hub: HubServer, volume: Path):
     assert run_fetch(config_file, env=env_for(hub)).returncode == 0
     hub.stop()
-    proc = run_fetch(config_file, env=clean_env(HF_HUB_OFFLINE="1"))
+    proc = main_fetch(config_file, HF_HUB_OFFLINE="1")
     assert proc.returncode == 0, proc.stderr
     assert "already complete" in proc.stdout

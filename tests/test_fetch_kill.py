@@ -15,7 +15,17 @@ import signal
 from pathlib import Path
 
 import pytest
-from fetch_support import SELECTED, clean_env, expected, loadable_partial_state, make_model, run_fetch, start_fetch, wait_for, write_config
+from fetch_support import (
+    SELECTED,
+    clean_env,
+    expected,
+    loadable_partial_state,
+    make_model,
+    run_fetch,
+    start_fetch,
+    wait_for,
+    write_config,
+)
 from hubserver import HubServer
 
 # The reference source gets the full 20; the HuggingFace path (our own resumable stream) 10, to keep the suite short.
@@ -53,11 +63,12 @@ def test_fetch_killed_at_random_points_ends_byte_identical(source: str, source_d
             if rng.random() < 0.25:  # start-up, config, lease, listing
                 delay = rng.uniform(0.05, 1.0)
                 point = f"after {delay:.2f}s"
-                wait_for(lambda: proc.poll() is not None, timeout=delay)
+                wait_for(lambda p=proc: p.poll() is not None, timeout=delay)
             else:
                 target = rng.randint(1, remaining // 3 + 1)
                 point = f"after {target} more bytes"
-                assert wait_for(lambda: hub.sent(since=mark) >= target or proc.poll() is not None, timeout=60, interval=0.005)
+                reached = lambda p=proc, m=mark, t=target: hub.sent(since=m) >= t or p.poll() is not None  # noqa: E731
+                assert wait_for(reached, timeout=60, interval=0.005)
             assert proc.poll() is None, f"seed {seed}: run {i} finished before its kill ({point})"
             proc.send_signal(signal.SIGKILL)
             proc.wait()

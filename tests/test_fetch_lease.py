@@ -130,4 +130,4 @@ lease.release()
     assert all(p.returncode == 0 for p in procs)
     assert all(out[1] == "kept" for out in outputs), outputs  # nobody had the lease taken away while holding it
     spans = sorted((float(out[0]), float(out[0]) + 1.0) for out in outputs)
-    assert all(a[1] <= b[0] + 0.05 for a, b in zip(spans, spans[1:])), spans  # one at a time
+    assert all(a[1] <= b[0] + 0.05 for a, b in zip(spans, spans[1:], strict=False)), spans  # one at a time
