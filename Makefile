@@ -59,3 +59,11 @@ verify: setup
 
 bench: setup
 	$(VENV)/bin/python bench/run.py --config $(CONFIG) --out bench/results
+
+# --- Weights: fetch benchmark (issue 5) --------------------------------------------------------------------------
+# bench-fetch: fetch vs a raw HTTP copy (curl, httpx, curl+fsync) of the stand-in from the local test hub, the
+# complete-cache re-check, and the bytes moved again after a kill at 50 %. `llama-ascend fetch` itself needs no target.
+.PHONY: bench-fetch
+
+bench-fetch: setup
+	$(VENV)/bin/python bench/fetch_bench.py
