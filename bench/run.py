@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "config" / "dev-cpu.yaml"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--concurrency", default="1,4,8,16")
-    parser.add_argument("--rounds", type=int, default=2, help="overhead rounds (each starts both servers once)")
+    parser.add_argument("--rounds", type=int, default=3, help="overhead rounds (each starts both servers once)")
     parser.add_argument("--skip", action="append", default=[], choices=("sweep", "overhead", "cold-warm"))
     args = parser.parse_args(argv)
     out = Path(args.out)
