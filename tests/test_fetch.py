@@ -6,6 +6,7 @@ concurrent, disk space; plus the errors users see and the metrics textfile.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -291,17 +292,31 @@ def test_disk_space_is_checked_up_front_against_the_listing(config_file: Path, h
     assert partial_files(volume) == [] and not final_dir(volume).exists()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    mount = tmp_path / "small-disk"
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str):
+    """A real filesystem with the given mount options (size=, ro); the test is skipped where mounting is not allowed."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=14m", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()})")
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    with tmpfs(tmp_path / "small-disk", "size=14m") as mount:
+        yield mount
+
+
+def test_a_read_only_volume_is_named_with_the_fix(tmp_path: Path, hub: HubServer):
+    with tmpfs(tmp_path / "ro-volume", "ro,size=1m") as volume:
+        proc = run_fetch(write_config(tmp_path / "ro.yaml", "modelscope", REPO, volume, hub.url))
+    assert proc.returncode == 1
+    assert f"{REPO}@master: cannot write the weights under {volume}: Read-only file system" in proc.stderr
+    assert "model.path must be a writable volume" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_disk_filling_up_midway_fails_clearly_and_leaves_no_partial_file(tmp_path: Path, hub: HubServer, small_disk: Path):

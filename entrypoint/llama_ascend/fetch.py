@@ -25,6 +25,7 @@ to a per-process temporary name, so a killed download would restart from zero.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import json
@@ -729,6 +730,13 @@ def fetch(config: Config, offline: bool = False, progress: bool = True) -> Fetch
     except LlamaAscendError as exc:
         failure = getattr(exc, "reason", "config" if isinstance(exc, ConfigError) else "other")
         raise
+    except OSError as exc:  # the volume: read-only, not ours, full, gone
+        disk = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        failure = "disk" if disk else "volume"
+        where = f" ({exc.filename})" if exc.filename else ""
+        fix = "free space or enlarge the volume" if disk else "model.path must be a writable volume for this user"
+        raise FetchFailed(f"{config.model.id}@{config.model.effective_revision}: cannot write the weights under "
+                          f"{expand_path(config.model.path)}: {exc.strerror or exc}{where}; {fix}", failure) from None  # fmt: skip
     except BaseException:
         failure = "interrupted"
         raise
