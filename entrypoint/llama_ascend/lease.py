@@ -156,6 +156,8 @@ class Lease:
         seen_since = time.monotonic()
         next_notice = 0.0
         while not self.try_acquire():
+            # Open (read) before stat: NFS revalidates a file's attributes on open (close-to-open consistency), so
+            # the mtime is the server's current one, not one cached for up to a minute.
             content = _read(self.path)
             try:
                 mtime = self.path.stat().st_mtime
