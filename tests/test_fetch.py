@@ -282,6 +282,27 @@ def test_lease_of_a_killed_fetcher_is_taken_over_at_once(
     assert digests(final_dir(volume)) == expected(source_dir)
 
 
+def test_a_frozen_fetcher_loses_its_lease_stops_and_the_other_one_finishes(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path, tmp_path: Path
+):
+    hub.inject("slow", None, times=-1, rate=2_000_000)
+    env = clean_env(LLAMA_ASCEND_FETCH_LEASE_STALE="1")  # heartbeat every 1/6 s, stale after 1 s
+    logs = tmp_path / "a.log", tmp_path / "b.log"
+    first = start_fetch(config_file, env=env, log=logs[0])
+    assert wait_for(lambda: hub.sent() > 500_000, timeout=30)
+    first.send_signal(signal.SIGSTOP)  # a paused VM: alive, holding the lease, not beating
+    try:
+        second = start_fetch(config_file, env=env, log=logs[1])
+        assert wait_for(lambda: "taking over" in logs[1].read_text(), timeout=30), logs[1].read_text()
+        assert wait_for(lambda: "not resuming its partial files" in logs[1].read_text(), timeout=30)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(timeout=30) == 1  # it woke up, saw the lease gone and stopped writing
+    assert "another fetcher took the lease over while this one was stalled" in logs[0].read_text()
+    assert second.wait(timeout=90) == 0, logs[1].read_text()
+    assert digests(final_dir(volume)) == expected(source_dir)
+
+
 # -- disk space ----------------------------------------------------------------------------------------------------
 def test_disk_space_is_checked_up_front_against_the_listing(config_file: Path, hub: HubServer, volume: Path):
     hub.repos[REPO].size_overrides[BIG] = 10 * 10**12  # the listing claims 10 TB

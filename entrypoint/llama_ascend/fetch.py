@@ -735,8 +735,10 @@ def fetch(config: Config, offline: bool = False, progress: bool = True) -> Fetch
         failure = "disk" if disk else "volume"
         where = f" ({exc.filename})" if exc.filename else ""
         fix = "free space or enlarge the volume" if disk else "model.path must be a writable volume for this user"
-        raise FetchFailed(f"{config.model.id}@{config.model.effective_revision}: cannot write the weights under "
-                          f"{expand_path(config.model.path)}: {exc.strerror or exc}{where}; {fix}", failure) from None  # fmt: skip
+        what = f"{config.model.id}@{config.model.effective_revision}"
+        root = expand_path(config.model.path)
+        message = f"{what}: cannot write the weights under {root}: {exc.strerror or exc}{where}; {fix}"
+        raise FetchFailed(message, failure) from None
     except BaseException:
         failure = "interrupted"
         raise
@@ -746,11 +748,21 @@ def fetch(config: Config, offline: bool = False, progress: bool = True) -> Fetch
                 write_metrics(config, time.monotonic() - started, result, failure)
 
 
+def _stop_writing(layout: Layout) -> None:
+    """This process stalled (e.g. a paused VM) longer than the lease timeout and another fetcher took over: stop at
+    once, from the heartbeat thread, so that only one process writes into the .partial dir."""
+    print(f"error: {layout.final}: another fetcher took the lease over while this one was stalled; stopping so that "
+          "only one writes (the other one completes the fetch)", file=sys.stderr, flush=True)  # fmt: skip
+    os._exit(1)
+
+
 def _fetch_online(config: Config, progress: bool, started: float) -> FetchResult:
     layout = Layout(config.model_dir)
     what = f"{config.model.source} {config.model.id}@{config.model.effective_revision}"
     stale = _env_number(ENV_LEASE_STALE, 60)
-    lease = Lease(layout.lease, purpose=f"fetch {what}", stale_after=stale, heartbeat=max(0.05, min(5.0, stale / 6)))
+    heartbeat = max(0.05, min(5.0, stale / 6))
+    lease = Lease(layout.lease, purpose=f"fetch {what}", stale_after=stale, heartbeat=heartbeat,
+                  on_lost=lambda: _stop_writing(layout))  # fmt: skip
     layout.final.parent.mkdir(parents=True, exist_ok=True)
     lease.acquire(on_wait=lambda holder: log.info("%s is being fetched by %s; waiting for it", what, describe(holder)))
     try:
@@ -769,6 +781,9 @@ def _fetch_online(config: Config, progress: bool, started: float) -> FetchResult
                     f"{config.model.allow_patterns} (minus model.ignore_patterns)",
                     "config",
                 )
+            if lease.took_over_live and layout.staging.is_dir():  # its holder may wake up and write to its open files
+                log.warning("%s: the previous fetcher may be alive but stalled; not resuming its partial files", what)
+                _remove_partials(layout.staging, {f.path for f in files})  # new files, new inodes
             plan = _plan(layout, manifest, files)
             _check_disk(source.what, layout, plan)
             missing = plan.missing

@@ -10,7 +10,7 @@ every `heartbeat` seconds and checks that it still holds it. Another process tak
 
 Taking over renames the stale file away first and checks it took the file it judged, so two waiters cannot both
 win. A holder whose lease was taken (it froze past `stale_after`) sees that at its next heartbeat: `lost` turns
-true and the work must not be committed.
+true, `on_lost` is called, and the work must not be committed.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class Lease:
         heartbeat: float = DEFAULT_HEARTBEAT,
         stale_after: float = DEFAULT_STALE_AFTER,
         poll: float = 0.5,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         if stale_after <= heartbeat:
             raise ValueError(f"stale_after ({stale_after}s) must be longer than heartbeat ({heartbeat}s)")
@@ -88,9 +89,11 @@ class Lease:
         self.heartbeat = heartbeat
         self.stale_after = stale_after
         self.poll = poll
+        self.on_lost = on_lost  # called from the heartbeat thread when the lease was taken over
         self.token = uuid.uuid4().hex
         self.held = False
         self.waited = 0.0
+        self.took_over_live = False  # we broke a lease whose holder may still be alive (see _break)
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -168,10 +171,10 @@ class Lease:
             if seen != (mtime, content):
                 seen, seen_since = (mtime, content), now
             if self._holder_is_dead_here(holder):
-                self._break(content, f"its process is gone ({describe(holder)})")
+                self._break(content, f"its process is gone ({describe(holder)})", maybe_alive=False)
                 continue
             if now - seen_since >= self.stale_after:
-                self._break(content, f"no heartbeat for {now - seen_since:.0f}s ({describe(holder)})")
+                self._break(content, f"no heartbeat for {now - seen_since:.0f}s ({describe(holder)})", maybe_alive=True)
                 seen = None
                 continue
             if timeout is not None and now - started >= timeout:
@@ -182,8 +185,9 @@ class Lease:
             time.sleep(self.poll)
         self.waited = time.monotonic() - started
 
-    def _break(self, judged: str, why: str) -> None:
-        """Remove the stale lease we judged, and only that one."""
+    def _break(self, judged: str, why: str, maybe_alive: bool) -> None:
+        """Remove the stale lease we judged, and only that one. `maybe_alive`: judged by its heartbeat alone, so its
+        holder may only be frozen and could write again (for at most one heartbeat) when it wakes up."""
         aside = self.path.with_name(f"{self.path.name}.stale.{self.token}")
         try:
             os.rename(self.path, aside)
@@ -192,6 +196,7 @@ class Lease:
         if _read(aside) == judged:
             log.warning("taking over %s: %s", self.path, why)
             aside.unlink(missing_ok=True)
+            self.took_over_live = self.took_over_live or maybe_alive
             return
         # We moved a lease that changed after we judged it (a new holder): put it back if nobody took its place.
         try:
@@ -207,15 +212,20 @@ class Lease:
         while not self._stop.wait(self.heartbeat):
             if self._read_holder().get("token") != self.token:
                 log.error("lost the lease %s to %s", self.path, describe(self._read_holder()))
-                self._lost.set()
+                self._lose()
                 return
             try:
                 os.utime(self.path)
             except FileNotFoundError:
-                self._lost.set()
+                self._lose()
                 return
             except OSError as exc:  # a transient NFS error: the next beat tries again
                 log.warning("cannot refresh the lease %s: %s", self.path, exc)
+
+    def _lose(self) -> None:
+        self._lost.set()
+        if self.on_lost is not None and not self._stop.is_set():
+            self.on_lost()
 
     @property
     def lost(self) -> bool:
