@@ -7,7 +7,8 @@
 3. cold vs warm: time-to-ready of `llama-ascend serve` with torch.compile on (server.enforce_eager=false) and an
    empty compile cache (server.cache_dir), then again with the cache it left (target warm <= 0.5 x cold).
 
-The logic lives in llama_ascend.bench; this script only orders the steps and writes the summary.
+The summary is rewritten after each step. A step left out with --skip keeps its result from the last summary.json
+(marked as such), so a failed step can be re-run alone. The logic lives in llama_ascend.bench.
 """
 
 from __future__ import annotations
@@ -20,15 +21,69 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from llama_ascend import bench
 from llama_ascend.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
+STEPS = ("sweep", "overhead", "cold_warm")
 
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def sweep_section(document: dict[str, Any]) -> str:
+    runs = [bench.Run(**{k: (float("nan") if v is None else v) for k, v in r.items()}) for r in document["runs"]]
+    return (f"## Concurrency sweep ({runs[0].client}, {document['input_len']} in / {document['output_len']} out)\n\n"
+            + bench.markdown_table(runs))  # fmt: skip
+
+
+def overhead_section(result: dict[str, Any]) -> str:
+    rows = []
+    for name, samples in result["samples"].items():
+        per_round = ", ".join(format(sample["output_tok_s"], ".1f") for sample in samples)
+        ready = ", ".join(format(sample["ready_s"], ".0f") for sample in samples)
+        rows.append(f"| {name} | {per_round} | {result['median_output_tok_s'][name]:.1f} | {ready} |")
+    return (
+        f"## Launcher overhead (random {bench.INPUT_LEN}/{bench.OUTPUT_LEN}, concurrency {result['concurrency']}, "
+        f"{result['num_prompts']} requests, {result['rounds']} alternating rounds)\n\n"
+        "| launcher | output tok/s per round | median tok/s | time to ready per round (s) |\n|---|---|---:|---|\n"
+        + "\n".join(rows)
+        + f"\n\nthroughput ratio llama-ascend / raw = **{result['throughput_ratio']:.3f}** (target >= 0.99)"
+    )
+
+
+def cold_warm_section(result: dict[str, Any]) -> str:
+    return (
+        "## Cold vs warm start (torch.compile on, compile cache in server.cache_dir)\n\n"
+        "| start | time to ready (s) |\n|---|---:|\n"
+        f"| cold (empty cache) | {result['cold_ready_s']:.1f} |\n"
+        f"| warm (the cache the cold start left) | {result['warm_ready_s']:.1f} |\n\n"
+        f"warm / cold = **{result['warm_over_cold']:.2f}** (target <= 0.5); "
+        f"cache {result['cache_bytes'] / 2**20:.1f} MiB"
+    )
+
+
+SECTIONS = {"sweep": sweep_section, "overhead": overhead_section, "cold_warm": cold_warm_section}
+
+
+def write_summary(out: Path, summary: dict[str, Any], config_name: str, served_name: str) -> str:
+    parts = []
+    for step in STEPS:
+        if step in summary:
+            text = SECTIONS[step](summary[step])
+            if summary[step].get("from_earlier_run"):
+                text += f"\n\n(from an earlier run: {summary[step]['from_earlier_run']})"
+            parts.append(text)
+    header = (f"# llama-ascend bench: {summary['backend']} backend, {served_name}\n\n"
+              f"{summary['time']}, config `{config_name}`, {summary['machine']['cpus']} CPUs "
+              f"({summary['machine']['platform']}), one server at a time.\n")  # fmt: skip
+    text = header + "\n" + "\n\n".join(parts) + "\n"
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.md").write_text(text)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,13 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--concurrency", default="1,4,8,16")
     parser.add_argument("--rounds", type=int, default=3, help="overhead rounds (each starts both servers once)")
-    parser.add_argument("--skip", action="append", default=[], choices=("sweep", "overhead", "cold-warm"))
+    parser.add_argument("--overhead-prompts", type=int, default=32, help="requests per overhead measurement")
+    parser.add_argument("--skip", action="append", default=[], choices=STEPS)
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logs = Path(tempfile.mkdtemp(prefix="llama-ascend-bench-logs-"))
     config = load_config(args.config)
-    summary: dict = {
+    summary: dict[str, Any] = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": args.config,
         "backend": config.backend,
@@ -51,7 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "server_logs": str(logs),
     }
-    sections = []
+    try:
+        earlier = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        earlier = {}
+    for step in args.skip:
+        if step in earlier:
+            summary[step] = {**earlier[step], "from_earlier_run": earlier[step].get("from_earlier_run") or earlier.get("time")}
+
+    def save() -> str:
+        return write_summary(out, summary, args.config, config.model.served_name)
 
     if "sweep" not in args.skip:
         _, server = bench.raw_and_ours(args.config, [], bench._free_port(), logs / "sweep-server.log")
@@ -63,46 +128,21 @@ def main(argv: list[str] | None = None) -> int:
             runs = bench.sweep(server.url, tokenizer=str(config.model_dir), concurrencies=concurrencies)
         finally:
             server.stop()
-        table = bench.markdown_table(runs)
         document = bench.runs_document(server.url, runs, input_len=bench.INPUT_LEN, output_len=bench.OUTPUT_LEN,
-                                       config=args.config)  # fmt: skip
-        bench.write_results(out, "sweep", document, f"# Concurrency sweep ({runs[0].client})\n\n{table}")
+                                       config=args.config, ready_s=ready)  # fmt: skip
+        bench.write_results(out, "sweep", document, f"# Concurrency sweep ({runs[0].client})\n\n{bench.markdown_table(runs)}")
         summary["sweep"] = document
-        sections.append(f"## Concurrency sweep ({runs[0].client}, {bench.INPUT_LEN} in / {bench.OUTPUT_LEN} out)\n\n{table}")
+        save()
 
     if "overhead" not in args.skip:
-        result = bench.overhead(args.config, rounds=args.rounds, log_dir=logs, progress=log)
-        summary["overhead"] = result
-        rows = []
-        for name, samples in result["samples"].items():
-            per_round = ", ".join(format(sample["output_tok_s"], ".1f") for sample in samples)
-            median_tps, median_ready = result["median_output_tok_s"][name], result["median_ready_s"][name]
-            rows.append(f"| {name} | {per_round} | {median_tps:.1f} | {median_ready:.1f} |")
-        rows = "\n".join(rows)
-        sections.append(
-            f"## Launcher overhead (random {bench.INPUT_LEN}/{bench.OUTPUT_LEN}, concurrency {result['concurrency']}, "
-            f"{result['num_prompts']} requests, {result['rounds']} alternating rounds)\n\n"
-            "| launcher | output tok/s per round | median tok/s | median time to ready (s) |\n|---|---|---:|---:|\n"
-            f"{rows}\n\nthroughput ratio llama-ascend / raw = **{result['throughput_ratio']:.3f}** (target >= 0.99)"
-        )
+        summary["overhead"] = bench.overhead(args.config, rounds=args.rounds, num_prompts=args.overhead_prompts,
+                                             log_dir=logs, progress=log)  # fmt: skip
+        save()
 
-    if "cold-warm" not in args.skip:
-        result = bench.cold_warm(args.config, ["server.enforce_eager=false"], log_dir=logs, progress=log)
-        summary["cold_warm"] = result
-        sections.append(
-            "## Cold vs warm start (torch.compile on, compile cache in server.cache_dir)\n\n"
-            "| start | time to ready (s) |\n|---|---:|\n"
-            f"| cold (empty cache) | {result['cold_ready_s']:.1f} |\n| warm (cache from the cold start) | "
-            f"{result['warm_ready_s']:.1f} |\n\nwarm / cold = **{result['warm_over_cold']:.2f}** (target <= 0.5); "
-            f"cache size {result['cache_bytes'] / 2**20:.1f} MiB"
-        )
+    if "cold_warm" not in args.skip:
+        summary["cold_warm"] = bench.cold_warm(args.config, ["server.enforce_eager=false"], log_dir=logs, progress=log)
 
-    header = (f"# llama-ascend bench: {config.backend} backend, {config.model.served_name}\n\n"
-              f"{summary['time']}, config `{args.config}`, {summary['machine']['cpus']} CPUs "
-              f"({summary['machine']['platform']}). One run of `make bench`; one server at a time.\n")  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "summary.md").write_text(header + "\n" + "\n\n".join(sections) + "\n")
-    print((out / "summary.md").read_text())
+    print(save())
     return 0
 
 
