@@ -110,10 +110,6 @@ def raw_httpx(urls: list[str], out: Path, workers: int) -> float:
     return time.perf_counter() - started
 
 
-def best(runs: int, measure) -> float:  # the fastest of a few runs: the least disturbed by other load
-    return min(measure(i) for i in range(runs))
-
-
 def bench_source(source: str, hub: Hub, model_dir: Path, scratch: Path, runs: int) -> dict:
     repo, revision = REPOS[source]
     workers = int(os.environ.get(fetch.ENV_WORKERS, "4"))
@@ -141,10 +137,13 @@ def bench_source(source: str, hub: Hub, model_dir: Path, scratch: Path, runs: in
         fetch.fetch(cfg, progress=False)
         return time.perf_counter() - started
 
-    t_fetch = best(runs, timed_fetch)
-    t_curl = best(runs, lambda i: raw_curl(urls, scratch / f"curl-{source}-{i}", workers))
-    t_httpx = best(runs, lambda i: raw_httpx(urls, scratch / f"httpx-{source}-{i}", workers))
-    t_durable = best(runs, lambda i: raw_curl(urls, scratch / f"curl-sync-{source}-{i}", workers, durable=True))
+    times: dict[str, list[float]] = {"fetch": [], "curl": [], "httpx": [], "durable": []}
+    for i in range(runs):  # interleaved, so that a burst of load elsewhere hits all of them alike
+        times["fetch"].append(timed_fetch(i))
+        times["curl"].append(raw_curl(urls, scratch / f"curl-{source}-{i}", workers))
+        times["httpx"].append(raw_httpx(urls, scratch / f"httpx-{source}-{i}", workers))
+        times["durable"].append(raw_curl(urls, scratch / f"curl-sync-{source}-{i}", workers, durable=True))
+    t_fetch, t_curl, t_httpx, t_durable = (min(times[k]) for k in ("fetch", "curl", "httpx", "durable"))
     for pattern in (f"curl-*{source}-*", f"httpx-{source}-*", f"{source}-run*"):
         for path in scratch.glob(pattern):
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
@@ -211,7 +210,7 @@ def bench_source(source: str, hub: Hub, model_dir: Path, scratch: Path, runs: in
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", default="modelscope,huggingface")
-    parser.add_argument("--runs", type=int, default=3, help="best of N runs per throughput measurement")
+    parser.add_argument("--runs", type=int, default=5, help="best of N interleaved runs per throughput measurement")
     parser.add_argument("--size-mb", type=int, help="generate a model of this size instead of using the stand-in")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
