@@ -21,7 +21,6 @@ from fetch_support import (
     digests,
     expected,
     main_fetch,
-    make_model,
     run_fetch,
     start_fetch,
     wait_for,
@@ -32,24 +31,8 @@ from hubserver import HubServer
 from llama_ascend import fetch
 from llama_ascend.config import load_config
 
+pytest_plugins = ["fetch_fixtures"]  # source_dir, hub, volume
 REPO = "meta-llama/Tiny-Llama-3.1-Instruct"
-
-
-@pytest.fixture(scope="module")
-def source_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model(tmp_path_factory.mktemp("hub") / "Tiny-Llama-3.1-Instruct")
-
-
-@pytest.fixture
-def hub(source_dir: Path):
-    with HubServer() as server:
-        server.add_repo(REPO, source_dir)
-        yield server
-
-
-@pytest.fixture
-def volume(tmp_path: Path) -> Path:
-    return tmp_path / "models"
 
 
 @pytest.fixture
