@@ -46,8 +46,9 @@ def main() -> int:
     if backend == "auto":
         backend = "ascend" if glob.glob("/dev/davinci[0-9]*") else "cpu"
 
-    venv.EnvBuilder(with_pip=True, system_site_packages=backend == "ascend").create(args.venv)
     python = str(args.venv / "bin" / "python")
+    if not Path(python).exists():  # re-creating over a live venv fails (python copied onto its own symlink)
+        venv.EnvBuilder(with_pip=True, system_site_packages=backend == "ascend").create(args.venv)
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
     if backend == "ascend":
         run(*pip, "-e", f"{ROOT}[test]")
