@@ -349,7 +349,6 @@ def local_problems(directory: Path) -> list[str]:
     return problems + _weights_problems(lambda p: directory / p, [p for p in paths if not p.startswith("original/")])
 
 
-_local_problems = local_problems  # the name preflight first used
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ def check_weights(config: Config) -> Finding:
             cause="the weights were never downloaded to this volume, or model.path points elsewhere",
             fix=_fetch_fix(config),
         )
-    problems = fetch._local_problems(model_dir)  # what is wrong with the files themselves
+    problems = fetch.local_problems(model_dir)  # what is wrong with the files themselves
     if config.model.source != "local":
         problems.insert(0, "no matching completion marker from `llama-ascend fetch` (not fetched for this "
                         "id/revision/patterns, or files changed since)")  # fmt: skip
