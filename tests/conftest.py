@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEV_CONFIG = ROOT / "config" / "dev-cpu.yaml"
 PROD_CONFIG = ROOT / "config" / "llama-3.1-8b-instruct.yaml"
 READY_TIMEOUT = 600  # a cold torch/vLLM import on a loaded 2-core machine
+DRAIN_SECONDS = 180
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -82,7 +83,9 @@ def dev_server(standin_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     log_path = tmp_path_factory.mktemp("dev-server") / "server.log"
     env = {**os.environ, "LLAMA_TEST_API_KEY": api_key}
     cmd = [sys.executable, "-m", "llama_ascend", "serve", "--config", str(DEV_CONFIG),
-           "--set", f"server.port={port}", "--set", "server.api_key_env=LLAMA_TEST_API_KEY"]  # fmt: skip
+           "--set", f"server.port={port}", "--set", "server.api_key_env=LLAMA_TEST_API_KEY",
+           # a drain long enough for a request on a loaded 2-core machine; the SIGTERM test relies on it
+           "--set", f"server.shutdown_timeout={DRAIN_SECONDS}"]  # fmt: skip
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     server = DevServer(f"http://127.0.0.1:{port}", "SmolLM2-135M-Instruct", api_key, process, log_path)

@@ -55,13 +55,13 @@ def test_dev_server_is_vllm_in_our_pid(dev_server):
 @pytest.mark.stops_server
 def test_sigterm_drains_in_flight_request_and_exits(dev_server):
     """SIGTERM while a request streams: the request completes, then the server exits cleanly within the drain."""
-    body = {"model": dev_server.model, "prompt": "Count from one to one hundred:", "max_tokens": 200,
+    body = {"model": dev_server.model, "prompt": "Count from one to one hundred:", "max_tokens": 64,
             "temperature": 0, "stream": True, "ignore_eos": True}  # fmt: skip
     events: list[str] = []
     headers = {"Authorization": f"Bearer {dev_server.api_key}"}
 
     def stream() -> None:
-        with httpx.stream("POST", f"{dev_server.url}/v1/completions", json=body, headers=headers, timeout=120) as r:
+        with httpx.stream("POST", f"{dev_server.url}/v1/completions", json=body, headers=headers, timeout=300) as r:
             events.extend(line[5:].strip() for line in r.iter_lines() if line.startswith("data:"))
 
     client = threading.Thread(target=stream)
@@ -71,11 +71,13 @@ def test_sigterm_drains_in_flight_request_and_exits(dev_server):
         time.sleep(0.2)
     sent = time.monotonic()
     dev_server.process.send_signal(signal.SIGTERM)
-    client.join(timeout=120)
-    returncode = dev_server.process.wait(timeout=120)  # timely: shutdown_timeout (30 s) plus teardown
+    client.join(timeout=300)
+    returncode = dev_server.process.wait(timeout=300)  # timely: the fixture's shutdown_timeout plus teardown
     exited_after = time.monotonic() - sent
     assert events and events[-1] == "[DONE]", dev_server.log()[-3000:]
-    tokens = sum(len(json.loads(e)["choices"][0]["text"]) > 0 for e in events[:-1] if json.loads(e)["choices"])
-    assert tokens > 100  # the request ran to its end after SIGTERM
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all("choices" in c for c in chunks), [c for c in chunks if "choices" not in c]
+    tokens = sum(bool(c["choices"] and c["choices"][0]["text"]) for c in chunks)
+    assert tokens > 60  # the request ran to its end after SIGTERM
     assert returncode == 0, dev_server.log()[-3000:]
     print(f"drained and exited {exited_after:.1f} s after SIGTERM")
