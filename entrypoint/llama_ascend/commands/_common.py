@@ -23,3 +23,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, args.sets)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """--url, --model, --api-key for commands that talk to a running server, each with its environment twin."""
+    parser.add_argument("--url", default=os.environ.get("LLAMA_ASCEND_URL", "http://127.0.0.1:8000"),
+                        help="server base URL (env LLAMA_ASCEND_URL; default http://127.0.0.1:8000)")  # fmt: skip
+    parser.add_argument("--model", default=os.environ.get("LLAMA_ASCEND_MODEL"),
+                        help="served model name (env LLAMA_ASCEND_MODEL; default: the first model the server lists)")  # fmt: skip
+    parser.add_argument("--api-key", default=os.environ.get("LLAMA_ASCEND_API_KEY"),
+                        help="API key if the server needs one (env LLAMA_ASCEND_API_KEY)")  # fmt: skip

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from llama_ascend.commands._common import add_server_arguments
 
 HELP = "benchmark a running server: concurrency sweep (vLLM's benchmark or our client), table + JSON under bench/results"
 
@@ -18,12 +19,7 @@ def _ints(value: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("LLAMA_ASCEND_URL", "http://127.0.0.1:8000"),
-                        help="server base URL (env LLAMA_ASCEND_URL; default http://127.0.0.1:8000)")  # fmt: skip
-    parser.add_argument("--model", default=os.environ.get("LLAMA_ASCEND_MODEL"),
-                        help="served model name (env LLAMA_ASCEND_MODEL; default: the first the server lists)")  # fmt: skip
-    parser.add_argument("--api-key", default=os.environ.get("LLAMA_ASCEND_API_KEY"),
-                        help="API key if the server needs one (env LLAMA_ASCEND_API_KEY)")  # fmt: skip
+    add_server_arguments(parser)
     parser.add_argument("--tokenizer", metavar="DIR",
                         help="the model dir (its tokenizer): vLLM's benchmark needs it for random prompts")  # fmt: skip
     parser.add_argument("--concurrency", type=_ints, default=[1, 4, 8, 16], metavar="N,N,...",

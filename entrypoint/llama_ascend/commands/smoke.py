@@ -1,20 +1,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from llama_ascend import smoke
+from llama_ascend.commands._common import add_server_arguments
 
 HELP = "run the reference requests against a running server: a pass/fail table, exit 0 or 1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("LLAMA_ASCEND_URL", "http://127.0.0.1:8000"),
-                        help="server base URL (env LLAMA_ASCEND_URL; default http://127.0.0.1:8000)")  # fmt: skip
-    parser.add_argument("--model", default=os.environ.get("LLAMA_ASCEND_MODEL"),
-                        help="served model name (env LLAMA_ASCEND_MODEL; default: the first model the server lists)")  # fmt: skip
-    parser.add_argument("--api-key", default=os.environ.get("LLAMA_ASCEND_API_KEY"),
-                        help="API key if the server needs one (env LLAMA_ASCEND_API_KEY)")  # fmt: skip
+    add_server_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 

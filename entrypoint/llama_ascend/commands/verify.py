@@ -2,28 +2,22 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
-from llama_ascend.commands._common import add_config_arguments, load_from_args
+from llama_ascend.commands._common import add_config_arguments, add_server_arguments, load_from_args
 from llama_ascend.errors import ConfigError
 
 HELP = "greedy server output vs transformers on the CPU (same weights/dtype): first token, common prefix; exit 1 if a first token differs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("LLAMA_ASCEND_URL", "http://127.0.0.1:8000"),
-                        help="server base URL (env LLAMA_ASCEND_URL; default http://127.0.0.1:8000)")  # fmt: skip
+    add_server_arguments(parser)
     parser.add_argument("--reference-model", metavar="DIR",
                         help="the model dir the server loads (HuggingFace format): the CPU reference runs it "
                         "(default: the config's model dir)")  # fmt: skip
     add_config_arguments(parser)
     parser.add_argument("--prompts", metavar="FILE",
                         help="prompts: a JSON list or one per line (default: the three reference prompts)")  # fmt: skip
-    parser.add_argument("--model", default=os.environ.get("LLAMA_ASCEND_MODEL"),
-                        help="served model name (env LLAMA_ASCEND_MODEL; default: the first the server lists)")  # fmt: skip
-    parser.add_argument("--api-key", default=os.environ.get("LLAMA_ASCEND_API_KEY"),
-                        help="API key if the server needs one (env LLAMA_ASCEND_API_KEY)")  # fmt: skip
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per completion (default 64)")
     parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
                         help="dtype of the CPU reference: the server's (default: the config's server.dtype, "
