@@ -11,7 +11,7 @@ import traceback
 from types import ModuleType
 
 from llama_ascend import __version__, commands
-from llama_ascend.errors import ExitCode, LlamaAscendError
+from llama_ascend.errors import LlamaAscendError
 
 log = logging.getLogger("llama_ascend")
 
