@@ -6,6 +6,8 @@ LLAMA := $(VENV)/bin/llama-ascend
 CONFIG ?= $(if $(wildcard /dev/davinci[0-9]*),config/llama-3.1-8b-instruct.yaml,config/dev-cpu.yaml)
 URL ?= http://127.0.0.1:8000
 PYTEST_ARGS ?=
+# The image tier (build and run the cpu image) joins `make test` where its tools are installed.
+IMAGE_TESTS ?= $(if $(and $(shell command -v buildah),$(shell command -v podman),$(shell command -v runc),$(shell command -v debootstrap)),1,0)
 
 .PHONY: setup serve smoke render test test-unit schema
 
@@ -24,7 +26,7 @@ render: setup
 	$(LLAMA) render --config $(CONFIG)
 
 test: setup helm-tools
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	LLAMA_ASCEND_IMAGE_TESTS=$(IMAGE_TESTS) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	$(VENV)/bin/python -m pytest -m "not e2e" $(PYTEST_ARGS)
