@@ -266,6 +266,18 @@ def test_set_tensor_parallel_size_just_works(tp: int) -> None:
     assert yaml.safe_load(one(docs, "ConfigMap")["data"]["config.yaml"])["server"]["tensor_parallel_size"] == tp
 
 
+def test_server_sees_the_device_plugin_allocation_annotation() -> None:
+    """serve reads huawei.com/AscendReal from /etc/podinfo/annotations to set ASCEND_RT_VISIBLE_DEVICES (TP > 1)."""
+    from llama_ascend.devices import DEFAULT_ANNOTATIONS_PATH
+
+    spec = workload(render("tp4"))["spec"]["template"]["spec"]
+    mount = next(m for m in container(spec, "server")["volumeMounts"] if m["name"] == "podinfo")
+    volume = next(v for v in spec["volumes"] if v["name"] == "podinfo")
+    item = volume["downwardAPI"]["items"][0]
+    assert f"{mount['mountPath']}/{item['path']}" == DEFAULT_ANNOTATIONS_PATH
+    assert item["fieldRef"]["fieldPath"] == "metadata.annotations"
+
+
 def test_resource_name_is_a_value() -> None:
     docs = render("tp2", "--set", "npu.resourceName=huawei.com/Ascend910B")
     server = container(workload(docs)["spec"]["template"]["spec"], "server")

@@ -156,6 +156,10 @@ spec:
         {{- include "llama-ascend.commonMounts" . | nindent 8 }}
         - name: shm
           mountPath: /dev/shm
+        # The device plugin's huawei.com/AscendReal annotation: serve maps it to ASCEND_RT_VISIBLE_DEVICES (TP > 1).
+        - name: podinfo
+          mountPath: /etc/podinfo
+          readOnly: true
         {{- if .Values.ascend.driverMounts.enabled }}
         {{- range $i, $path := .Values.ascend.driverMounts.paths }}
         - name: {{ printf "ascend-driver-%d" $i }}
@@ -232,6 +236,12 @@ spec:
       emptyDir:
         medium: Memory
         sizeLimit: {{ .Values.shm.sizeLimit }}
+    - name: podinfo
+      downwardAPI:
+        items:
+          - path: annotations
+            fieldRef:
+              fieldPath: metadata.annotations
     - name: tmp
       emptyDir:
         sizeLimit: {{ .Values.tmpSizeLimit }}
