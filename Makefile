@@ -69,3 +69,22 @@ bench: setup
 
 bench-fetch: setup
 	$(VENV)/bin/python bench/fetch_bench.py
+
+# --- Container image (issue 6): docker/Dockerfile, docs/image.md. Logic in scripts/image_*.py ----------------------
+# image: the ascend target (needs quay.io, PyPI, the PyTorch CPU index). image-cpu: the cpu target with the same
+# layout. image-test: the image tier alone (hadolint, build on a local Debian base, inspect, run, smoke).
+# check-pins: the ascend pins resolve per architecture and the rendered flags exist in vLLM / vLLM-Ascend 0.18.0.
+IMAGE_TOOL ?= docker
+.PHONY: image image-cpu image-test check-pins
+
+image: setup
+	$(VENV)/bin/python scripts/image_build.py --target ascend --tool $(IMAGE_TOOL)
+
+image-cpu: setup
+	$(VENV)/bin/python scripts/image_build.py --target cpu --tool $(IMAGE_TOOL)
+
+image-test: setup
+	LLAMA_ASCEND_IMAGE_TESTS=1 $(VENV)/bin/python -m pytest tests/test_image.py $(PYTEST_ARGS)
+
+check-pins: setup
+	$(VENV)/bin/python scripts/check_ascend_pins.py

@@ -76,8 +76,9 @@ class Report:
         print(f"  ok    {message}", flush=True)
 
     def note(self, message: str) -> None:
-        self.notes.append(message)
-        print(f"  note  {message}", flush=True)
+        if message not in self.notes:
+            self.notes.append(message)
+            print(f"  note  {message}", flush=True)
 
     def fail(self, message: str) -> None:
         self.failures.append(message)
@@ -253,22 +254,31 @@ class Unresolvable(Exception):
         self.output = output
 
 
-def resolve(requirements: list[Requirement], arch: str) -> dict[str, Version]:
-    """`pip install --dry-run --report` for cp311 on `arch`, binary wheels only, against PyPI (or $PIP_INDEX_URL)."""
+def resolve(
+    requirements: list[Requirement], arch: str, constraints: dict[str, Version] | None = None,
+    extra_index: str | None = None,
+) -> dict[str, Version]:  # fmt: skip
+    """`pip install --dry-run --report` for cp311 on `arch`, binary wheels only, against PyPI (or $PIP_INDEX_URL).
+    `constraints` pin what an earlier install step left (pip keeps installed versions that satisfy)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in ("PIP_CERT", "PIP_INDEX_URL")}
     env["PIP_CONFIG_FILE"] = os.devnull  # this machine's find-links / local indexes / constraints don't apply
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     with tempfile.TemporaryDirectory(prefix="check-pins-") as tmp:
         report = Path(tmp) / "report.json"
         cmd = [
-            sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
             "--target", str(Path(tmp) / "target"), "--report", str(report),
             "--only-binary", ":all:", "--python-version", PYTHON, "--implementation", "cp", "--abi", "cp311",
-            *platform_flags(arch), *map(str, requirements),
+            *platform_flags(arch),
         ]  # fmt: skip
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if constraints:
+            (Path(tmp) / "constraints.txt").write_text("".join(f"{n}=={v}\n" for n, v in constraints.items()))
+            cmd += ["--constraint", str(Path(tmp) / "constraints.txt")]
+        if extra_index:
+            cmd += ["--extra-index-url", extra_index]
+        result = subprocess.run([*cmd, *map(str, requirements)], capture_output=True, text=True, env=env, check=False)
         if result.returncode != 0:
-            raise Unresolvable(result.stderr.strip())
+            raise Unresolvable((result.stdout + result.stderr).strip())
         installed = json.loads(report.read_text())["install"]
     return {canonicalize_name(i["metadata"]["name"]): Version(i["metadata"]["version"]) for i in installed}
 
@@ -279,15 +289,16 @@ def _missing_pin(output: str) -> str | None:
 
 
 def resolve_with_source_builds(
-    client: httpx.Client, requirements: list[Requirement], arch: str, report: Report
-) -> dict[str, Version]:
+    client: httpx.Client, requirements: list[Requirement], arch: str, report: Report,
+    constraints: dict[str, Version] | None = None, extra_index: str | None = None,
+) -> dict[str, Version]:  # fmt: skip
     """Resolve; a `name==version` with no wheel but a source release on the index is taken out of the binary
     resolve (pip builds it in the image) and its own declared requirements go in instead."""
     requirements = list(requirements)
     source_builds: dict[str, Version] = {}
     for _ in range(5):
         try:
-            resolved = resolve(requirements, arch)
+            resolved = resolve(requirements, arch, constraints, extra_index)
             resolved.update(source_builds)
             return resolved
         except Unresolvable as exc:
@@ -306,6 +317,63 @@ def resolve_with_source_builds(
             requirements += applicable(sdist_requires(path), arch)
             source_builds[name] = Version(version)
     raise Unresolvable("too many source-only pins")
+
+
+def _resolve_keeping(
+    client: httpx.Client, requirements: list[Requirement], arch: str, report: Report,
+    keep: dict[str, Version], extra_index: str | None,
+) -> dict[str, Version]:  # fmt: skip
+    """Resolve with `keep` as constraints; a kept version that blocks the resolve is released (pip would move it too),
+    one round per conflict pip names."""
+    keep = dict(keep)
+    for _ in range(12):
+        try:
+            return resolve_with_source_builds(client, requirements, arch, report, keep, extra_index)
+        except Unresolvable as exc:
+            blocking = {
+                canonicalize_name(m) for m in re.findall(r"The user requested \(constraint\) ([A-Za-z0-9_.\-]+)==", exc.output)
+            }  # fmt: skip
+            if not blocking & set(keep):
+                raise
+            for name in blocking & set(keep):
+                report.note(f"{arch}: the vllm-ascend step moves {name} from the vLLM step's {keep.pop(name)}")
+    return resolve_with_source_builds(client, requirements, arch, report, None, extra_index)
+
+
+def _reachable(client: httpx.Client, url: str) -> bool:
+    try:
+        client.get(url.rstrip("/") + "/torch/", timeout=10)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def _without_local_torch(
+    client: httpx.Client, requirements: list[Requirement], arch: str, pins: dict[str, str], report: Report
+) -> tuple[list[Requirement], dict[str, Version]]:
+    """torch-npu's x86_64 wheels require `torch==X+cpu`, which only the PyTorch CPU index has. Without that index:
+    check the wheel exists and that X is the TORCH_VERSION pin, then resolve with PyPI's torch X in its place."""
+    out, substituted = [], {}
+    for req in requirements:
+        pinned = [s.version for s in req.specifier if s.operator == "=="]
+        if canonicalize_name(req.name) != "torch-npu" or not pinned:
+            out.append(req)
+            continue
+        wheel = cp311_wheel(project_files(client, "torch-npu"), "torch-npu", pinned[0], arch)
+        if wheel is None:
+            out.append(req)  # the resolve reports it missing
+            continue
+        torch_reqs = [Requirement(r) for r in wheel_requires(download(client, wheel["url"], wheel["hashes"]["sha256"]))]
+        local = [r for r in torch_reqs if r.name == "torch" and "+" in str(r.specifier)]
+        if not local:
+            out.append(req)
+            continue
+        public = str(local[0].specifier).split("==")[-1].split("+")[0]
+        if public != pins["TORCH_VERSION"]:
+            report.fail(f"{arch}: torch-npu {pinned[0]} requires `{local[0]}`, the TORCH_VERSION pin is {pins['TORCH_VERSION']}")
+        report.note(f"{arch}: torch-npu {pinned[0]} requires `{local[0]}` (PyTorch CPU index); resolved with PyPI's torch {public}")
+        substituted[canonicalize_name(req.name)] = Version(pinned[0])
+    return out, substituted
 
 
 def conflicts(final: dict[str, Version], requirements: Iterable[Requirement]) -> list[str]:
@@ -331,6 +399,10 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
         f"triton-ascend=={pins['TRITON_ASCEND_VERSION']}", f"transformers{pins['TRANSFORMERS_SPEC']}",
         f"numpy{pins['NUMPY_SPEC']}",
     ]  # fmt: skip
+    torch_index = pins.get("TORCH_INDEX_URL") or None
+    if torch_index and not _reachable(client, torch_index):
+        report.note(f"the PyTorch CPU index {torch_index} (TORCH_INDEX_URL) is not reachable from here: PyPI only")
+        torch_index = None
     for arch in ARCHES:
         wheel = cp311_wheel(files, "vllm-ascend", version, arch)
         if wheel:
@@ -344,11 +416,22 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
             continue
         vllm_reqs = applicable(vllm_requirements(vllm_sdist), arch)
         ascend_reqs = applicable(requires, arch) + applicable(pins_reqs, arch)
+        step2_reqs, substituted = list(ascend_reqs), {}
+        if not torch_index:
+            step2_reqs, substituted = _without_local_torch(client, step2_reqs, arch, pins, report)
         try:
             step1 = resolve_with_source_builds(client, vllm_reqs, arch, report)
             report.ok(f"{arch}: vLLM {pins['VLLM_VERSION']} requirements resolve ({len(step1)} packages)")
-            step2 = resolve_with_source_builds(client, ascend_reqs, arch, report)
-            report.ok(f"{arch}: vllm-ascend {version} + pins resolve ({len(step2)} packages)")
+            # The second `pip install` keeps an installed package it asks for directly when the installed version
+            # satisfies (pip's only-if-needed strategy): those go in as constraints; everything else may move.
+            direct = {canonicalize_name(r.name) for r in step2_reqs}
+            keep = {
+                name: v for name, v in step1.items() if name in direct
+                and all(r.specifier.contains(v, prereleases=True) for r in step2_reqs if canonicalize_name(r.name) == name)
+            }  # fmt: skip
+            step2 = _resolve_keeping(client, step2_reqs, arch, report, keep, torch_index)
+            step2.update(substituted)
+            report.ok(f"{arch}: vllm-ascend {version} + pins resolve on top ({len(step2)} packages)")
         except Unresolvable as exc:
             lines = [line for line in exc.output.splitlines() if line.startswith("ERROR")]
             report.fail(f"{arch}: the pins do not resolve: {' | '.join(lines[-2:]) or exc.output[-400:]}")
