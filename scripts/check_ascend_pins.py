@@ -331,7 +331,8 @@ def _resolve_keeping(
             return resolve_with_source_builds(client, requirements, arch, report, keep, extra_index)
         except Unresolvable as exc:
             blocking = {
-                canonicalize_name(m) for m in re.findall(r"The user requested \(constraint\) ([A-Za-z0-9_.\-]+)==", exc.output)
+                canonicalize_name(m)
+                for m in re.findall(r"The user requested \(constraint\) ([A-Za-z0-9_.\-]+)==", exc.output)
             }  # fmt: skip
             if not blocking & set(keep):
                 raise
@@ -370,8 +371,11 @@ def _without_local_torch(
             continue
         public = str(local[0].specifier).split("==")[-1].split("+")[0]
         if public != pins["TORCH_VERSION"]:
-            report.fail(f"{arch}: torch-npu {pinned[0]} requires `{local[0]}`, the TORCH_VERSION pin is {pins['TORCH_VERSION']}")
-        report.note(f"{arch}: torch-npu {pinned[0]} requires `{local[0]}` (PyTorch CPU index); resolved with PyPI's torch {public}")
+            pin = pins["TORCH_VERSION"]
+            report.fail(f"{arch}: torch-npu {pinned[0]} requires `{local[0]}`, the TORCH_VERSION pin is {pin}")
+        report.note(
+            f"{arch}: torch-npu {pinned[0]} requires `{local[0]}` (PyTorch CPU index); resolved with PyPI's torch {public}"
+        )
         substituted[canonicalize_name(req.name)] = Version(pinned[0])
     return out, substituted
 
@@ -427,7 +431,9 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
             direct = {canonicalize_name(r.name) for r in step2_reqs}
             keep = {
                 name: v for name, v in step1.items() if name in direct
-                and all(r.specifier.contains(v, prereleases=True) for r in step2_reqs if canonicalize_name(r.name) == name)
+                and all(
+                    r.specifier.contains(v, prereleases=True) for r in step2_reqs if canonicalize_name(r.name) == name
+                )
             }  # fmt: skip
             step2 = _resolve_keeping(client, step2_reqs, arch, report, keep, torch_index)
             step2.update(substituted)
@@ -445,7 +451,7 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
             if name in accepted:
                 report.note(f"{arch}: accepted conflict (ACCEPTED_CONFLICTS): {problem}")
             else:
-                report.fail(f"{arch}: {problem} - fix the pins or, if upstream ships it so, add {name} to ACCEPTED_CONFLICTS")
+                report.fail(f"{arch}: {problem} - fix the pins, or add {name} to ACCEPTED_CONFLICTS if upstream ships it")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -544,8 +550,10 @@ def parse_vllm(sdist: Sdist) -> VllmArgs:
     dtypes: set[str] = set()
     for text in config_sources:
         for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ModelDType" for t in node.targets):
-                dtypes |= {c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+            names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            if isinstance(node, ast.Assign) and "ModelDType" in names:
+                strings = [c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)]
+                dtypes |= {v for v in strings if isinstance(v, str)}
     return VllmArgs(flags, bool_flags, compilation_fields, graph_modes, dtypes, _env_keys(sdist.read("vllm/envs.py")))
 
 
@@ -553,7 +561,11 @@ def _env_keys(text: str) -> set[str]:
     """Keys of the `environment_variables` / `env_variables` dict literal of an envs.py."""
     keys: set[str] = set()
     for node in ast.walk(ast.parse(text)):
-        target = node.target if isinstance(node, ast.AnnAssign) else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        target = None
+        if isinstance(node, ast.AnnAssign):
+            target = node.target
+        elif isinstance(node, ast.Assign):
+            target = node.targets[0]
         if isinstance(target, ast.Name) and target.id in ("environment_variables", "env_variables"):
             if isinstance(node.value, ast.Dict):  # type: ignore[union-attr]
                 keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}  # type: ignore[union-attr]

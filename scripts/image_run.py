@@ -1,7 +1,8 @@
 """Run the llama-ascend image without a Docker engine: buildah (chroot isolation, host network, loopback only) or the
 real docker CLI against `podman system service`. Used by tests/test_image.py; also a command:
 
-    python scripts/image_run.py --image localhost/llama-ascend:0.1.0-cpu --model-dir ~/.cache/llama-ascend/models/SmolLM2-135M-Instruct
+    python scripts/image_run.py --image llama-ascend:0.1.0-cpu \
+        --model-dir ~/.cache/llama-ascend/models/SmolLM2-135M-Instruct
     python scripts/image_run.py --image ... --model-dir ... --docker      # the same through `docker run`
 
 Both serve the cpu image's default config on 127.0.0.1:PORT, run `llama-ascend smoke` against it and stop it

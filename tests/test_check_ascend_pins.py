@@ -161,7 +161,8 @@ GOOD = (
 
 def test_parser_reads_flags_booleans_and_config_fields(releases: tuple[pins.Sdist, pins.Sdist]) -> None:
     vllm = pins.parse_vllm(releases[0])
-    assert {"--model", "--dtype", "--quantization", "-q", "--compilation-config", "-cc", "--shutdown-timeout"} <= vllm.flags
+    engine = {"--model", "--dtype", "--quantization", "-q", "--compilation-config", "-cc", "--shutdown-timeout"}
+    assert engine <= vllm.flags
     assert {"--host", "--port", "--chat-template", "--headless"} <= vllm.flags  # frontend dataclass + explicit
     # bool dataclass fields and BooleanOptionalAction get --no-X; others don't.
     assert {"--enforce-eager", "--no-enforce-eager", "--no-disable-uvicorn-access-log"} <= vllm.flags
@@ -195,7 +196,9 @@ def test_ascend_parser_reads_platform_and_config(releases: tuple[pins.Sdist, pin
         ((), {"VLLM_CACHE_ROT": "/c"}, "environment VLLM_CACHE_ROT"),
     ],
 )
-def test_check_launch(releases: tuple[pins.Sdist, pins.Sdist], extra: tuple[str, ...], env: dict, problem: str | None) -> None:
+def test_check_launch(
+    releases: tuple[pins.Sdist, pins.Sdist], extra: tuple[str, ...], env: dict, problem: str | None
+) -> None:
     vllm, ascend = pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1])
     problems = pins.check_launch(_launch(*GOOD, *extra, env=env), vllm, ascend, releases[0])
     if problem is None:

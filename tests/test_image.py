@@ -191,7 +191,8 @@ def test_nothing_of_the_build_is_left(cpu_image: str) -> None:
         assert not list(root.glob("opt/**/*.whl")), "wheels copied into the image"
         for tool in ("gcc", "cc", "make", "g++"):
             assert not (root / "usr/bin" / tool).exists(), f"build tool {tool} in the runtime image"
-        bundles = [root / "etc/ssl/certs/ca-certificates.crt", *root.glob("opt/llama-ascend/venv/lib/*/site-packages/certifi/cacert.pem")]
+        certifi = root.glob("opt/llama-ascend/venv/lib/*/site-packages/certifi/cacert.pem")
+        bundles = [root / "etc/ssl/certs/ca-certificates.crt", *certifi]
         for bundle in bundles:
             squashed = "".join(bundle.read_text().split())
             for body in bodies:
