@@ -524,10 +524,13 @@ def parse_vllm(sdist: Sdist) -> VllmArgs:
             is_bool = any(
                 k.arg == "action" and "BooleanOptionalAction" in ast.unparse(k.value) for k in node.keywords
             )
-            for k in node.keywords:
-                if k.arg is None and isinstance(k.value, ast.Subscript) and isinstance(k.value.value, ast.Name):
-                    cls_name = kwarg_sources.get(k.value.value.id)
-                    key = k.value.slice
+            # **group_kwargs["field"], also inside a dict merge: **{**group_kwargs["field"], "default": None}
+            spreads = [k.value for k in node.keywords if k.arg is None]
+            spreads += [v for d in spreads if isinstance(d, ast.Dict) for key, v in zip(d.keys, d.values) if key is None]
+            for spread in spreads:
+                if isinstance(spread, ast.Subscript) and isinstance(spread.value, ast.Name):
+                    cls_name = kwarg_sources.get(spread.value.id)
+                    key = spread.slice
                     if cls_name in classes and isinstance(key, ast.Constant):
                         annotation = _fields(classes[cls_name], classes).get(str(key.value), "")
                         is_bool = is_bool or _is_bool(annotation)

@@ -44,6 +44,7 @@ VLLM_FILES = {
             dtype: ModelDType | str = "auto"
             max_model_len: int = None
             trust_remote_code: bool = False
+            skip_tokenizer_init: bool | None = None
     """,
     "vllm/config/compilation.py": """
         import enum
@@ -73,6 +74,7 @@ VLLM_FILES = {
                 model_group.add_argument("--enforce-eager", **model_kwargs["enforce_eager"])
                 model_group.add_argument("--max-model-len", **model_kwargs["max_model_len"])
                 model_group.add_argument("--trust-remote-code", **model_kwargs["trust_remote_code"])
+                model_group.add_argument("--skip-tokenizer-init", **{**model_kwargs["skip_tokenizer_init"], "default": None})
                 model_group.add_argument("--quantization", "-q", type=str)
                 vllm_kwargs = get_kwargs(VllmConfig)
                 vllm_group = parser.add_argument_group(title="VllmConfig")
@@ -167,6 +169,7 @@ def test_parser_reads_flags_booleans_and_config_fields(releases: tuple[pins.Sdis
     # bool dataclass fields and BooleanOptionalAction get --no-X; others don't.
     assert {"--enforce-eager", "--no-enforce-eager", "--no-disable-uvicorn-access-log"} <= vllm.flags
     assert "--no-fail-on-environ-validation" in vllm.flags
+    assert "--no-skip-tokenizer-init" in vllm.flags  # bool field spread inside a dict merge
     assert "--no-model" not in vllm.flags and "--no-headless" not in vllm.flags
     assert vllm.compilation_fields == {"mode", "cudagraph_mode"}
     assert vllm.graph_modes == {"NONE", "PIECEWISE", "FULL", "FULL_DECODE_ONLY"}
