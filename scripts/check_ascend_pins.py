@@ -113,7 +113,7 @@ def project_files(client: httpx.Client, name: str) -> list[dict]:
 def download(client: httpx.Client, url: str, sha256: str) -> Path:
     """A release file, cached by name and verified by hash."""
     dest = cache_dir() / url.rsplit("/", 1)[-1].split("#")[0]
-    if dest.is_file() and _sha256(dest) == sha256:
+    if dest.is_file() and sha256_file(dest) == sha256:
         return dest
     tmp = dest.with_suffix(dest.suffix + ".part")
     with client.stream("GET", url) as response:
@@ -121,7 +121,7 @@ def download(client: httpx.Client, url: str, sha256: str) -> Path:
         with tmp.open("wb") as out:
             for chunk in response.iter_bytes(1 << 20):
                 out.write(chunk)
-    actual = _sha256(tmp)
+    actual = sha256_file(tmp)
     if actual != sha256:
         tmp.unlink()
         raise ValueError(f"{url}: sha256 {actual}, expected {sha256}")
@@ -129,12 +129,9 @@ def download(client: httpx.Client, url: str, sha256: str) -> Path:
     return dest
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: Path) -> str:
     with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Sdist:

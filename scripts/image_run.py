@@ -15,16 +15,15 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
-import httpx
+from llama_ascend import server_process
+from llama_ascend.errors import LlamaAscendError
 
 BUILDAH_RUN = ["buildah", "run", "--isolation", "chroot", "--network", "host"]
 CONFIG = "/opt/llama-ascend/config/dev-cpu.yaml"
@@ -43,12 +42,6 @@ events_logger = "file"
 
 class RunError(Exception):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _out(cmd: Sequence[str], env: dict[str, str] | None = None, check: bool = True) -> str:
@@ -89,21 +82,6 @@ def buildah_run(container: str, argv: Sequence[str], volumes: Sequence[str] = ()
     return _out([*cmd, container, "--", *argv])
 
 
-def wait_ready(url: str, alive: Callable[[], bool], log: Callable[[], str], timeout: float = READY_TIMEOUT) -> float:
-    """Seconds until GET /v1/models answers 200; raises with the log's tail if the server dies or times out."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if not alive():
-            raise RunError(f"the server exited before it was ready:\n{log()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
-                return time.monotonic() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    raise RunError(f"the server was not ready after {timeout:.0f} s:\n{log()[-4000:]}")
-
-
 class BuildahServer:
     def __init__(self, process: subprocess.Popen[bytes], log_path: Path, port: int):
         self.process = process
@@ -114,17 +92,11 @@ class BuildahServer:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self) -> float:
-        return wait_ready(self.url, lambda: self.process.poll() is None, self.log)
+        return server_process.wait_ready(self.url, alive=lambda: self.process.poll() is None, log_tail=self.log,
+                                         timeout=READY_TIMEOUT)
 
     def stop(self, timeout: float = 90) -> None:
-        if self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        server_process.stop_group(self.process, timeout)
 
 
 @contextlib.contextmanager
@@ -199,6 +171,10 @@ class DockerCli:
         result = subprocess.run(["docker", "logs", name], capture_output=True, text=True, env=self.env, check=False)
         return result.stdout + result.stderr
 
+    def wait_ready(self, name: str, url: str) -> float:
+        return server_process.wait_ready(url, alive=lambda: self.running(name), log_tail=lambda: self.logs(name),
+                                         timeout=READY_TIMEOUT, name=f"container {name}")  # fmt: skip
+
 
 def _smoke(url: str) -> int:
     return subprocess.run([sys.executable, "-m", "llama_ascend", "smoke", "--url", url], check=False).returncode
@@ -212,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docker", action="store_true", help="run through the docker CLI and podman's API")
     parser.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
     args = parser.parse_args(argv)
-    port = args.port or free_port()
+    port = args.port or server_process.free_port()
     model_dir = args.model_dir.expanduser().resolve()
     try:
         if not args.docker:
@@ -228,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
                    "--shm-size", "1g", args.image)  # fmt: skip
             try:
                 url = f"http://127.0.0.1:{port}"
-                print(f"ready after {wait_ready(url, lambda: docker.running(name), lambda: docker.logs(name)):.0f} s")
+                print(f"ready after {docker.wait_ready(name, url):.0f} s")
                 code = _smoke(url)
                 while args.keep:
                     time.sleep(3600)
                 return code
             finally:
                 docker("rm", "-f", name, check=False)
-    except RunError as exc:
+    except (RunError, LlamaAscendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

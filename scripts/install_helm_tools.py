@@ -81,11 +81,8 @@ def tools_dir(environ: dict[str, str] | None = None) -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def helm_path(release: HelmRelease, root: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli
+from conftest import DEV_CONFIG, ROOT, cli
 from llama_ascend import bench
 
 
@@ -74,3 +75,50 @@ def test_vllm_benchmark_sweep(dev_server, standin_model_dir: Path, tmp_path: Pat
     if not bench.vllm_bench_available():
         pytest.skip("this vLLM has no vllm.benchmarks")
     _check_runs(_sweep(dev_server, tmp_path, "--tokenizer", str(standin_model_dir)), bench.VLLM_CLIENT)
+
+
+def test_overhead_ratio_is_the_median_of_paired_rounds() -> None:
+    def sample(tok_s: float) -> dict[str, float]:
+        return {"ready_s": 30.0, "output_tok_s": tok_s, "ttft_p50_ms": 1.0, "tpot_p50_ms": 1.0}
+
+    # The machine slows down over the rounds; each round's pair sees the same speed.
+    samples = {"raw": [sample(20.0), sample(10.0), sample(5.0)], "ours": [sample(19.8), sample(10.5), sample(5.0)]}
+    stats = bench.overhead_statistics(samples, "raw", "ours")
+    assert stats["round_ratios"] == pytest.approx([0.99, 1.05, 1.0])
+    assert stats["throughput_ratio"] == pytest.approx(1.0)
+    assert stats["median_output_tok_s"] == {"raw": 10.0, "ours": 10.5}
+
+
+def test_raw_and_ours_start_the_same_rendered_server(tmp_path: Path) -> None:
+    from llama_ascend.config import load_config
+    from llama_ascend.render import render
+
+    sets = [f"server.cache_dir={tmp_path / 'cache'}"]
+    raw, ours = bench.raw_and_ours(DEV_CONFIG, sets, 18123, tmp_path / "servers.log")
+    config = load_config(DEV_CONFIG, [*sets, "server.port=18123", "server.host=127.0.0.1"])
+    launch = render(config, python=sys.executable)
+    assert raw.argv == launch.argv and raw.url == ours.url == "http://127.0.0.1:18123"
+    assert launch.env.items() <= raw.env.items()
+    assert ours.argv[:5] == [sys.executable, "-m", "llama_ascend", "serve", "--config"]
+    assert ours.argv[6:] == ["--set", sets[0], "--set", "server.port=18123", "--set", "server.host=127.0.0.1"]
+    assert (tmp_path / "cache" / "inductor").is_dir()  # the raw side gets the dirs serve would create
+
+
+def test_make_bench_summary_renders_every_step(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    bench_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_run)
+    run = bench.Run("random", 1, 8, 8, 0, 10.0, 512, 51.2, 0.8, 100.0, 200.0, 30.0, 40.0, bench.BUILTIN_CLIENT)
+    samples = {"raw vLLM": [{"ready_s": 40.0, "output_tok_s": 50.0}], "llama-ascend serve": [{"ready_s": 41.0, "output_tok_s": 49.0}]}
+    summary = {
+        "time": "2026-11-26T00:00:00+0000", "backend": "cpu", "machine": {"cpus": 2, "platform": "Linux"},
+        "sweep": bench.runs_document("http://x", [run], input_len=128, output_len=64),
+        "overhead": {"rounds": 1, "concurrency": 8, "num_prompts": 32,
+                     **bench.overhead_statistics(samples, "raw vLLM", "llama-ascend serve")},
+        "cold_warm": {"cold_ready_s": 300.0, "warm_ready_s": 120.0, "warm_over_cold": 0.4, "cache_bytes": 2**20},
+    }  # fmt: skip
+    text = bench_run.write_summary(tmp_path, summary, "config/dev-cpu.yaml", "SmolLM2-135M-Instruct")
+    assert "| random | 1 | 8/8 | 51.2 |" in text
+    assert "| llama-ascend serve | 49.0 | 49.0 | 41 |" in text and "(0.980) = **0.980**" in text
+    assert "| cold (empty cache) | 300.0 |" in text and "warm / cold = **0.40**" in text
+    assert json.loads((tmp_path / "summary.json").read_text())["overhead"]["throughput_ratio"] == pytest.approx(0.98)

@@ -11,7 +11,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,6 @@ import tomllib
 from pathlib import Path
 from typing import Iterator
 
-import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +25,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import image_build  # noqa: E402
 import image_run  # noqa: E402
-from image_run import free_port  # noqa: E402
+from llama_ascend.server_process import free_port  # noqa: E402
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCS = ROOT / "docs" / "image.md"
@@ -272,7 +270,7 @@ def test_documented_docker_run_through_the_docker_cli(
     docker(*argv[1:])
     try:
         url = f"http://127.0.0.1:{port}"
-        image_run.wait_ready(url, alive=lambda: docker.running(name), log=lambda: docker.logs(name))
+        docker.wait_ready(name, url)
         result = _smoke(url)
         assert result.returncode == 0, result.stdout + result.stderr + docker.logs(name)[-3000:]
         state = docker.inspect(name)

@@ -6,11 +6,12 @@ import time
 import httpx
 import pytest
 
-from conftest import DEV_CONFIG, PROD_CONFIG, cli, free_port
+from conftest import DEV_CONFIG, PROD_CONFIG, cli
 from llama_ascend.config import load_config
 from llama_ascend.errors import ConfigError
 from llama_ascend.render import render
 from llama_ascend.serve import server_environment
+from llama_ascend.server_process import free_port
 
 
 def test_secrets_resolve_by_name_at_serve_time():

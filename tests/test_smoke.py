@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from conftest import cli, free_port
+from conftest import cli
+from llama_ascend.server_process import free_port
 
 
 @pytest.mark.e2e

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 import httpx
 
+from llama_ascend import server_process
 from llama_ascend.errors import CheckFailed, ConfigError
 
 CONCURRENCY = (1, 4, 8, 16)
@@ -374,56 +374,35 @@ class Server:
     ready_s: float = math.nan
 
     def start(self, timeout: float = 1200) -> float:
-        started = time.monotonic()
         with self.log_path.open("ab") as log:
             log.write(f"\n$ {' '.join(self.argv)}\n".encode())
             log.flush()
             self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                             start_new_session=True)  # fmt: skip
-        while time.monotonic() - started < timeout:
-            if self.process.poll() is not None:
-                tail = self.log_path.read_text(errors="replace")[-3000:]
-                raise CheckFailed(f"{self.name}: the server exited ({self.process.returncode}) before it was ready:\n{tail}")
-            try:
-                if httpx.get(f"{self.url}/v1/models", timeout=5).status_code == 200:
-                    self.ready_s = time.monotonic() - started
-                    return self.ready_s
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise CheckFailed(f"{self.name}: not ready after {timeout:.0f} s (log: {self.log_path})")
+        try:
+            self.ready_s = server_process.wait_ready(self.url, alive=lambda: self.process.poll() is None,
+                                                     log_tail=lambda: self.log_path.read_text(errors="replace"),
+                                                     timeout=timeout, name=self.name)  # fmt: skip
+        except CheckFailed:
+            self.stop()
+            raise
+        return self.ready_s
 
     def stop(self, timeout: float = 120) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        if self.process is not None:
+            server_process.stop_group(self.process, timeout)
 
 
 def raw_and_ours(config_path: str | Path, sets: Sequence[str], port: int, log_path: Path) -> tuple[Server, Server]:
     """The same deployment started as vLLM's own command line (what render gives) and through `llama-ascend serve`."""
     from llama_ascend.config import load_config
     from llama_ascend.render import render
-    from llama_ascend.serve import server_environment
+    from llama_ascend.serve import create_cache_dirs, server_environment
 
     sets = [*sets, f"server.port={port}", "server.host=127.0.0.1"]
     config = load_config(config_path, sets)
     launch = render(config, python=sys.executable)
-    for name in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TMPDIR"):
-        Path(launch.env[name]).mkdir(parents=True, exist_ok=True)
+    create_cache_dirs(launch)
     url = f"http://127.0.0.1:{port}"
     raw = Server("raw vLLM", launch.argv, server_environment(launch, os.environ), url, log_path)
     ours_argv = [sys.executable, "-m", "llama_ascend", "serve", "--config", str(config_path)]
@@ -442,7 +421,7 @@ def overhead(config_path: str | Path, sets: Sequence[str] = (), rounds: int = 2,
     """
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="llama-ascend-overhead-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    raw, ours = raw_and_ours(config_path, sets, _free_port(), log_dir / "overhead-servers.log")
+    raw, ours = raw_and_ours(config_path, sets, server_process.free_port(), log_dir / "overhead-servers.log")
     model = None
     samples: dict[str, list[dict[str, float]]] = {raw.name: [], ours.name: []}
     for round_index in range(rounds):
@@ -458,18 +437,26 @@ def overhead(config_path: str | Path, sets: Sequence[str] = (), rounds: int = 2,
                 server.stop()
             samples[server.name].append({"ready_s": ready, "output_tok_s": run.output_throughput,
                                          "ttft_p50_ms": run.ttft_p50_ms, "tpot_p50_ms": run.tpot_p50_ms})  # fmt: skip
-    median = {name: statistics.median(s["output_tok_s"] for s in runs) for name, runs in samples.items()}
-    ready = {name: statistics.median(s["ready_s"] for s in runs) for name, runs in samples.items()}
     return {
         "rounds": rounds,
         "concurrency": concurrency,
         "num_prompts": num_prompts,
         "raw_argv": raw.argv,
         "ours_argv": ours.argv,
+        **overhead_statistics(samples, raw.name, ours.name),
+    }
+
+
+def overhead_statistics(samples: dict[str, list[dict[str, float]]], raw: str, ours: str) -> dict[str, Any]:
+    """Medians per launcher, and the throughput ratio ours / raw as the median of the per-round ratios: each round
+    runs both servers back to back, so a round's ratio cancels the machine's slow drift."""
+    round_ratios = [o["output_tok_s"] / r["output_tok_s"] for r, o in zip(samples[raw], samples[ours], strict=True)]
+    return {
         "samples": samples,
-        "median_output_tok_s": median,
-        "median_ready_s": ready,
-        "throughput_ratio": median[ours.name] / median[raw.name],
+        "median_output_tok_s": {name: statistics.median(s["output_tok_s"] for s in runs) for name, runs in samples.items()},
+        "median_ready_s": {name: statistics.median(s["ready_s"] for s in runs) for name, runs in samples.items()},
+        "round_ratios": round_ratios,
+        "throughput_ratio": statistics.median(round_ratios),
         "target_ratio": 0.99,
     }
 
@@ -483,7 +470,7 @@ def cold_warm(config_path: str | Path, sets: Sequence[str] = (), cache_dir: Path
     if cache.exists() and any(cache.iterdir()):
         raise ConfigError(f"{cache}: the cold start needs an empty compile cache dir")
     sets = [*sets, f"server.cache_dir={cache}"]
-    _, server = raw_and_ours(config_path, sets, _free_port(), log_dir / "cold-warm-servers.log")
+    _, server = raw_and_ours(config_path, sets, server_process.free_port(), log_dir / "cold-warm-servers.log")
     times = {}
     for phase in ("cold", "warm"):
         progress(f"time to ready: {phase} compile cache")

@@ -13,8 +13,6 @@ from types import ModuleType
 from llama_ascend import __version__, commands
 from llama_ascend.errors import LlamaAscendError
 
-log = logging.getLogger("llama_ascend")
-
 
 def _command_modules() -> dict[str, ModuleType]:
     found = {}

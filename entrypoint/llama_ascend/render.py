@@ -10,6 +10,8 @@ from llama_ascend.config import Config
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 API_KEY_VAR = "VLLM_API_KEY"  # vLLM reads the key from here, so it never shows in argv or `ps`
+# The rendered environment's directories, all under server.cache_dir: the server's compile caches and temp files.
+CACHE_DIR_VARIABLES = ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TMPDIR")
 
 
 @dataclass(frozen=True)

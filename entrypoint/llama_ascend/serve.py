@@ -11,7 +11,7 @@ from typing import Mapping
 from llama_ascend import ascend_env, devices, fetch, preflight
 from llama_ascend.config import Config
 from llama_ascend.errors import ConfigError
-from llama_ascend.render import Launch, render
+from llama_ascend.render import CACHE_DIR_VARIABLES, Launch, render
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ def server_environment(launch: Launch, environ: Mapping[str, str]) -> dict[str, 
     return env
 
 
+def create_cache_dirs(launch: Launch) -> None:
+    for name in CACHE_DIR_VARIABLES:
+        Path(launch.env[name]).mkdir(parents=True, exist_ok=True)
+
+
 def prepare(config: Config, environ: Mapping[str, str] | None = None) -> tuple[Launch, dict[str, str]]:
     """Everything `serve` does before exec: the environment, the weights, the preflight checks, the cache dirs."""
     environ = dict(os.environ if environ is None else environ)
@@ -49,8 +54,7 @@ def prepare(config: Config, environ: Mapping[str, str] | None = None) -> tuple[L
     findings = preflight.run_checks(config, environ=env)
     preflight.save_report(findings, preflight.report_path(config))
     preflight.raise_on_failure(findings)
-    for name in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TMPDIR"):
-        Path(env[name]).mkdir(parents=True, exist_ok=True)
+    create_cache_dirs(launch)
     return launch, env
 
 

@@ -1,0 +1,58 @@
+"""A vLLM server we started ourselves (bench, the image tier, the tests): wait until it answers, stop its group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from typing import Callable
+
+import httpx
+
+from llama_ascend.errors import CheckFailed
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(
+    url: str,
+    *,
+    alive: Callable[[], bool],
+    log_tail: Callable[[], str],
+    timeout: float,
+    api_key: str | None = None,
+    name: str = "the server",
+) -> float:
+    """Seconds until GET /v1/models answers 200; CheckFailed with the log's tail if the server dies or times out."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not alive():
+            raise CheckFailed(f"{name} exited before it was ready:\n{log_tail()[-4000:]}")
+        try:
+            if httpx.get(f"{url}/v1/models", headers=headers, timeout=5).status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise CheckFailed(f"{name} was not ready after {timeout:.0f} s:\n{log_tail()[-4000:]}")
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM the process group of a process started with start_new_session=True (vLLM's engine runs in a child),
+    then SIGKILL what is left after `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
