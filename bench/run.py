@@ -3,9 +3,11 @@
 1. sweep: `llama-ascend serve` with the config, then `llama-ascend bench` logic (vLLM's benchmark when installed):
    random 128 in / 64 out and the reference prompts, concurrency 1, 4, 8, 16;
 2. launcher overhead: raw `python -m vllm.entrypoints.openai.api_server` (the rendered command) vs
-   `llama-ascend serve`, same flags, alternating, `--rounds` times each; throughput ratio (target >= 0.99);
+   `llama-ascend serve`, same flags, alternating, `--rounds` times each; throughput ratio ours / raw as the median of
+   the rounds' ratios (target >= 0.99);
 3. cold vs warm: time-to-ready of `llama-ascend serve` with torch.compile on (server.enforce_eager=false) and an
-   empty compile cache (server.cache_dir), then again with the cache it left (target warm <= 0.5 x cold).
+   empty compile cache (server.cache_dir), then again with the cache it left (target warm <= 0.5 x cold), and the
+   warm server's throughput under the overhead load.
 
 The summary is rewritten after each step. A step left out with --skip keeps its result from the last summary.json
 (marked as such), so a failed step can be re-run alone. The logic lives in llama_ascend.bench.
@@ -64,7 +66,9 @@ def cold_warm_section(result: dict[str, Any]) -> str:
         f"| cold (empty cache) | {result['cold_ready_s']:.1f} |\n"
         f"| warm (the cache the cold start left) | {result['warm_ready_s']:.1f} |\n\n"
         f"warm / cold = **{result['warm_over_cold']:.2f}** (target <= 0.5); "
-        f"cache {result['cache_bytes'] / 2**20:.1f} MiB"
+        f"cache {result['cache_bytes'] / 2**20:.1f} MiB. The warm, compiled server under the overhead load (random "
+        f"{bench.INPUT_LEN}/{bench.OUTPUT_LEN}, concurrency {result['concurrency']}, {result['num_prompts']} requests): "
+        f"{result['warm_output_tok_s']:.1f} output tok/s"
     )
 
 
@@ -93,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "config" / "dev-cpu.yaml"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--concurrency", default="1,4,8,16")
-    parser.add_argument("--rounds", type=int, default=3, help="overhead rounds (each starts both servers once)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="overhead rounds (each starts both servers once; even: each goes first equally often)")
     parser.add_argument("--overhead-prompts", type=int, default=32, help="requests per overhead measurement")
     parser.add_argument("--skip", action="append", default=[], choices=STEPS)
     args = parser.parse_args(argv)
@@ -142,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         save()
 
     if "cold_warm" not in args.skip:
-        summary["cold_warm"] = bench.cold_warm(args.config, ["server.enforce_eager=false"], log_dir=logs, progress=log)
+        summary["cold_warm"] = bench.cold_warm(args.config, ["server.enforce_eager=false"], num_prompts=args.overhead_prompts,
+                                               log_dir=logs, progress=log)  # fmt: skip
 
     print(save())
     return 0

@@ -115,10 +115,12 @@ def test_make_bench_summary_renders_every_step(tmp_path: Path) -> None:
         "sweep": bench.runs_document("http://x", [run], input_len=128, output_len=64),
         "overhead": {"rounds": 1, "concurrency": 8, "num_prompts": 32,
                      **bench.overhead_statistics(samples, "raw vLLM", "llama-ascend serve")},
-        "cold_warm": {"cold_ready_s": 300.0, "warm_ready_s": 120.0, "warm_over_cold": 0.4, "cache_bytes": 2**20},
+        "cold_warm": {"cold_ready_s": 300.0, "warm_ready_s": 120.0, "warm_over_cold": 0.4, "cache_bytes": 2**20,
+                      "concurrency": 8, "num_prompts": 32, "warm_output_tok_s": 61.25},
     }  # fmt: skip
     text = bench_run.write_summary(tmp_path, summary, "config/dev-cpu.yaml", "SmolLM2-135M-Instruct")
     assert "| random | 1 | 8/8 | 51.2 |" in text
     assert "| llama-ascend serve | 49.0 | 49.0 | 41 |" in text and "(0.980) = **0.980**" in text
     assert "| cold (empty cache) | 300.0 |" in text and "warm / cold = **0.40**" in text
+    assert "concurrency 8, 32 requests): 61.2 output tok/s" in text
     assert json.loads((tmp_path / "summary.json").read_text())["overhead"]["throughput_ratio"] == pytest.approx(0.98)
