@@ -47,6 +47,7 @@ class DevServer:
     api_key: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    sets: list[str]  # the --set overrides it was started with
     ready_seconds: float = 0.0
 
     def log(self) -> str:
@@ -60,13 +61,14 @@ def dev_server(standin_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     api_key = "test-key-" + os.urandom(4).hex()
     log_path = tmp_path_factory.mktemp("dev-server") / "server.log"
     env = {**os.environ, "LLAMA_TEST_API_KEY": api_key}
-    cmd = [sys.executable, "-m", "llama_ascend", "serve", "--config", str(DEV_CONFIG),
-           "--set", f"server.port={port}", "--set", "server.api_key_env=LLAMA_TEST_API_KEY",
-           # a drain long enough for a request on a loaded 2-core machine; the SIGTERM test relies on it
-           "--set", f"server.shutdown_timeout={DRAIN_SECONDS}"]  # fmt: skip
+    # a drain long enough for a request on a loaded 2-core machine; the SIGTERM test relies on it
+    sets = [f"server.port={port}", "server.api_key_env=LLAMA_TEST_API_KEY", f"server.shutdown_timeout={DRAIN_SECONDS}"]
+    cmd = [sys.executable, "-m", "llama_ascend", "serve", "--config", str(DEV_CONFIG)]
+    for item in sets:
+        cmd += ["--set", item]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    server = DevServer(f"http://127.0.0.1:{port}", "SmolLM2-135M-Instruct", api_key, process, log_path)
+    server = DevServer(f"http://127.0.0.1:{port}", "SmolLM2-135M-Instruct", api_key, process, log_path, sets)
     try:
         server.ready_seconds = server_process.wait_ready(server.url, alive=lambda: process.poll() is None,
                                                          log_tail=server.log, timeout=READY_TIMEOUT, api_key=api_key)

@@ -1,7 +1,9 @@
 import json
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,9 +48,14 @@ def test_serve_dry_run_prints_the_command_and_makes_cache_dirs(standin_model_dir
 
 @pytest.mark.e2e
 def test_dev_server_is_vllm_in_our_pid(dev_server):
-    """serve exec'd vLLM: the process we started is the API server, no wrapper in between."""
-    cmdline = open(f"/proc/{dev_server.process.pid}/cmdline", "rb").read().split(b"\0")
-    assert b"vllm.entrypoints.openai.api_server" in cmdline
+    """serve exec'd vLLM: the process we started is the API server with exactly the rendered argv and environment,
+    no wrapper in between (what `make bench` compares against a raw start)."""
+    launch = render(load_config(DEV_CONFIG, dev_server.sets), python=sys.executable)
+    cmdline = Path(f"/proc/{dev_server.process.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    assert cmdline == launch.argv
+    environ = dict(item.split("=", 1) for item in Path(f"/proc/{dev_server.process.pid}/environ").read_text().split("\0") if item)
+    assert launch.env.items() <= environ.items()
+    assert environ["VLLM_API_KEY"] == dev_server.api_key
     assert b"CPU STAND-IN" in dev_server.log_path.read_bytes()
 
 
