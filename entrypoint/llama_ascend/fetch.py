@@ -349,8 +349,6 @@ def local_problems(directory: Path) -> list[str]:
     return problems + _weights_problems(lambda p: directory / p, [p for p in paths if not p.startswith("original/")])
 
 
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Progress
 # ----------------------------------------------------------------------------------------------------------------
