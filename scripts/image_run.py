@@ -82,25 +82,10 @@ def buildah_run(container: str, argv: Sequence[str], volumes: Sequence[str] = ()
     return _out([*cmd, container, "--", *argv])
 
 
-class BuildahServer:
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path, port: int):
-        self.process = process
-        self.log_path = log_path
-        self.url = f"http://127.0.0.1:{port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self) -> float:
-        return server_process.wait_ready(self.url, alive=lambda: self.process.poll() is None, log_tail=self.log,
-                                         timeout=READY_TIMEOUT)
-
-    def stop(self, timeout: float = 90) -> None:
-        server_process.stop_group(self.process, timeout)
-
-
 @contextlib.contextmanager
-def buildah_server(image: str, model_dir: Path, port: int, sets: Sequence[str] = ()) -> Iterator[BuildahServer]:
+def buildah_server(
+    image: str, model_dir: Path, port: int, sets: Sequence[str] = ()
+) -> Iterator[server_process.ServerProcess]:
     """`llama-ascend serve` in the image (buildah run ignores ENTRYPOINT/CMD, so the command is spelled out) on the
     host's loopback, with the model dir mounted read-only as /models."""
     with working_container(image) as container, tempfile.TemporaryDirectory(prefix="llama-ascend-run-") as tmp:
@@ -111,14 +96,13 @@ def buildah_server(image: str, model_dir: Path, port: int, sets: Sequence[str] =
         ]  # fmt: skip
         for item in sets:
             cmd += ["--set", item]
-        log_path = Path(tmp) / "server.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        server = BuildahServer(process, log_path, port)
+        url, log_path = f"http://127.0.0.1:{port}", Path(tmp) / "server.log"
+        server = server_process.ServerProcess("buildah run", cmd, None, url, log_path)
+        server.launch()
         try:
             yield server
         finally:
-            server.stop()
+            server.stop(timeout=90)
 
 
 @contextlib.contextmanager
@@ -193,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.docker:
             with buildah_server(args.image, model_dir, port) as server:
-                print(f"ready after {server.wait_ready():.0f} s at {server.url}", flush=True)
+                print(f"ready after {server.wait_ready(READY_TIMEOUT):.0f} s at {server.url}", flush=True)
                 code = _smoke(server.url)
                 while args.keep:
                     time.sleep(3600)

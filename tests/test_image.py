@@ -233,7 +233,7 @@ def _smoke(url: str) -> subprocess.CompletedProcess[str]:
 def test_serves_in_the_image_and_passes_smoke(cpu_image: str, standin_model_dir: Path) -> None:
     port = free_port()
     with image_run.buildah_server(cpu_image, standin_model_dir, port) as server:
-        server.wait_ready()
+        server.wait_ready(image_run.READY_TIMEOUT)
         result = _smoke(server.url)
         assert result.returncode == 0, result.stdout + result.stderr + server.log()[-3000:]
         assert "CPU STAND-IN" in server.log()

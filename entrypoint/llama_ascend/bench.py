@@ -361,39 +361,7 @@ def runs_document(url: str, runs: Sequence[Run], **meta: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- servers we start
 
 
-@dataclass
-class Server:
-    """A server process we started (own process group), its URL and how long it took to answer."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    url: str
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    ready_s: float = math.nan
-
-    def start(self, timeout: float = 1200) -> float:
-        with self.log_path.open("ab") as log:
-            log.write(f"\n$ {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                            start_new_session=True)  # fmt: skip
-        try:
-            self.ready_s = server_process.wait_ready(self.url, alive=lambda: self.process.poll() is None,
-                                                     log_tail=lambda: self.log_path.read_text(errors="replace"),
-                                                     timeout=timeout, name=self.name)  # fmt: skip
-        except CheckFailed:
-            self.stop()
-            raise
-        return self.ready_s
-
-    def stop(self, timeout: float = 120) -> None:
-        if self.process is not None:
-            server_process.stop_group(self.process, timeout)
-
-
-def raw_and_ours(config_path: str | Path, sets: Sequence[str], port: int, log_path: Path) -> tuple[Server, Server]:
+def raw_and_ours(config_path: str | Path, sets: Sequence[str], port: int, log_path: Path) -> tuple[server_process.ServerProcess, server_process.ServerProcess]:
     """The same deployment started as vLLM's own command line (what render gives) and through `llama-ascend serve`."""
     from llama_ascend.config import load_config
     from llama_ascend.render import render
@@ -404,11 +372,11 @@ def raw_and_ours(config_path: str | Path, sets: Sequence[str], port: int, log_pa
     launch = render(config, python=sys.executable)
     create_cache_dirs(launch)
     url = f"http://127.0.0.1:{port}"
-    raw = Server("raw vLLM", launch.argv, server_environment(launch, os.environ), url, log_path)
+    raw = server_process.ServerProcess("raw vLLM", launch.argv, server_environment(launch, os.environ), url, log_path)
     ours_argv = [sys.executable, "-m", "llama_ascend", "serve", "--config", str(config_path)]
     for item in sets:
         ours_argv += ["--set", item]
-    ours = Server("llama-ascend serve", ours_argv, dict(os.environ), url, log_path)
+    ours = server_process.ServerProcess("llama-ascend serve", ours_argv, dict(os.environ), url, log_path)
     return raw, ours
 
 
@@ -453,7 +421,9 @@ def overhead_statistics(samples: dict[str, list[dict[str, float]]], raw: str, ou
     round_ratios = [o["output_tok_s"] / r["output_tok_s"] for r, o in zip(samples[raw], samples[ours], strict=True)]
     return {
         "samples": samples,
-        "median_output_tok_s": {name: statistics.median(s["output_tok_s"] for s in runs) for name, runs in samples.items()},
+        "median_output_tok_s": {
+            name: statistics.median(s["output_tok_s"] for s in runs) for name, runs in samples.items()
+        },
         "median_ready_s": {name: statistics.median(s["ready_s"] for s in runs) for name, runs in samples.items()},
         "round_ratios": round_ratios,
         "throughput_ratio": statistics.median(round_ratios),

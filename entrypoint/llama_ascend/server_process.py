@@ -1,12 +1,15 @@
-"""A vLLM server we started ourselves (bench, the image tier, the tests): wait until it answers, stop its group."""
+"""A vLLM server we start ourselves (bench, the image tier, the tests): wait until it answers, stop its group."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import httpx
@@ -56,3 +59,47 @@ def stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@dataclass
+class ServerProcess:
+    """A server process we start in its own process group, logging to a file; its URL and how long it took to
+    answer. `env` None: our environment."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None
+    url: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    ready_s: float = math.nan
+
+    def launch(self) -> None:
+        with self.log_path.open("ab") as log:
+            log.write(f"\n$ {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                            start_new_session=True)  # fmt: skip
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float) -> float:
+        process = self.process
+        assert process is not None, "launch() first"
+        self.ready_s = wait_ready(self.url, alive=lambda: process.poll() is None, log_tail=self.log, timeout=timeout,
+                                  name=self.name)  # fmt: skip
+        return self.ready_s
+
+    def start(self, timeout: float = 1200) -> float:
+        """launch() and wait_ready(); stops the server if it does not become ready."""
+        self.launch()
+        try:
+            return self.wait_ready(timeout)
+        except CheckFailed:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 120) -> None:
+        if self.process is not None:
+            stop_group(self.process, timeout)
