@@ -13,6 +13,7 @@ Measured, for ModelScope (the real modelscope client) and HuggingFace (huggingfa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -32,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fetch_support import clean_env, digests, fetch_cmd, make_model, write_config  # noqa: E402
-
 from llama_ascend import fetch  # noqa: E402
 from llama_ascend.config import load_config  # noqa: E402
 
@@ -149,10 +149,14 @@ def bench_source(source: str, hub: Hub, model_dir: Path, scratch: Path, runs: in
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
     mbps = lambda seconds: total / 1e6 / seconds  # noqa: E731
     result.update(
-        fetch_MBps=round(mbps(t_fetch), 1), curl_MBps=round(mbps(t_curl), 1), httpx_MBps=round(mbps(t_httpx), 1),
-        curl_fsync_MBps=round(mbps(t_durable), 1), fetch_vs_curl=round(t_curl / t_fetch, 2),
-        fetch_vs_httpx=round(t_httpx / t_fetch, 2), fetch_vs_curl_fsync=round(t_durable / t_fetch, 2),
-    )  # fmt: skip
+        fetch_MBps=round(mbps(t_fetch), 1),
+        curl_MBps=round(mbps(t_curl), 1),
+        httpx_MBps=round(mbps(t_httpx), 1),
+        curl_fsync_MBps=round(mbps(t_durable), 1),
+        fetch_vs_curl=round(t_curl / t_fetch, 2),
+        fetch_vs_httpx=round(t_httpx / t_fetch, 2),
+        fetch_vs_curl_fsync=round(t_durable / t_fetch, 2),
+    )
 
     # 2. the complete-cache re-check
     checks = []
@@ -172,23 +176,26 @@ def bench_source(source: str, hub: Hub, model_dir: Path, scratch: Path, runs: in
         is_complete_ms=round(statistics.median(checks) * 1000, 3),
         fetch_complete_ms=round(statistics.median(fast) * 1000, 3),
         cli_offline_complete_s=round(cli, 2),
-    )  # fmt: skip
+    )
 
     # 3. killed at ~50 %, then re-run
     kill_path = fresh_config("kill")
     kill_config = load_config(kill_path)
     staging = fetch.Layout(kill_config.model_dir).staging
-    proc = subprocess.Popen(fetch_cmd(kill_path, "--no-progress"), env=clean_env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        fetch_cmd(kill_path, "--no-progress"),
+        env=clean_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def on_disk() -> int:
         size = 0
         for path in staging.rglob("*") if staging.exists() else ():
             if not path.name.startswith((fetch.JOURNAL, f".{fetch.JOURNAL}")):  # the journal and its temporary file
-                try:
+                with contextlib.suppress(FileNotFoundError):  # renamed into place just now
                     size += path.stat().st_size
-                except FileNotFoundError:  # renamed into place just now
-                    pass
         return size
 
     while proc.poll() is None and on_disk() < total // 2:
@@ -201,9 +208,12 @@ def bench_source(source: str, hub: Hub, model_dir: Path, scratch: Path, runs: in
     moved_again = hub.sent() - before
     assert digests(kill_config.model_dir) == {k: v for k, v in digests(model_dir).items() if k in files}
     result.update(
-        killed_at_pct=round(100 * kept / total, 1), missing_after_kill=total - kept, moved_by_rerun=moved_again,
-        rerun_reported=rerun.bytes_downloaded, extra_bytes=moved_again - (total - kept),
-    )  # fmt: skip
+        killed_at_pct=round(100 * kept / total, 1),
+        missing_after_kill=total - kept,
+        moved_by_rerun=moved_again,
+        rerun_reported=rerun.bytes_downloaded,
+        extra_bytes=moved_again - (total - kept),
+    )
     return result
 
 
@@ -214,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=int, help="generate a model of this size instead of using the stand-in")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    for key in [k for k in os.environ if k.startswith(("MODELSCOPE_", "HF_", "LLAMA_ASCEND_FETCH", "LLAMA_ASCEND_OFFLINE"))]:
+    for key in [
+        k for k in os.environ if k.startswith(("MODELSCOPE_", "HF_", "LLAMA_ASCEND_FETCH", "LLAMA_ASCEND_OFFLINE"))
+    ]:
         del os.environ[key]
     with tempfile.TemporaryDirectory(prefix="bench-fetch-", dir=os.environ.get("BENCH_TMP")) as tmp:
         scratch = Path(tmp)
@@ -231,15 +243,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench-fetch: {what}, served by tests/hubserver.py on 127.0.0.1; best of {args.runs} runs; load {load:.1f}")
     for r in results:
         print(f"\n{r['source']}: {r['files']} files, {r['bytes'] / 1e6:.1f} MB")
-        print(f"  throughput   fetch {r['fetch_MBps']} MB/s | curl {r['curl_MBps']} | httpx {r['httpx_MBps']} | "
-              f"curl+fsync {r['curl_fsync_MBps']} MB/s")  # fmt: skip
-        print(f"               fetch/curl {r['fetch_vs_curl']}x, fetch/httpx {r['fetch_vs_httpx']}x, "
-              f"fetch/(curl+fsync) {r['fetch_vs_curl_fsync']}x  (target >= 0.9x; fetch verifies sha256 and fsyncs)")  # fmt: skip
-        print(f"  complete     is_complete {r['is_complete_ms']} ms | fetch() {r['fetch_complete_ms']} ms | "
-              f"CLI --offline {r['cli_offline_complete_s']} s (with Python start-up)")  # fmt: skip
-        print(f"  kill at {r['killed_at_pct']}%  missing {r['missing_after_kill'] / 1e6:.1f} MB, re-run moved "
-              f"{r['moved_by_rerun'] / 1e6:.1f} MB ({r['extra_bytes']:+d} bytes vs missing; "
-              f"fetch reported {r['rerun_reported']})")  # fmt: skip
+        print(
+            f"  throughput   fetch {r['fetch_MBps']} MB/s | curl {r['curl_MBps']} | httpx {r['httpx_MBps']} | "
+            f"curl+fsync {r['curl_fsync_MBps']} MB/s"
+        )
+        print(
+            f"               fetch/curl {r['fetch_vs_curl']}x, fetch/httpx {r['fetch_vs_httpx']}x, "
+            f"fetch/(curl+fsync) {r['fetch_vs_curl_fsync']}x  (target >= 0.9x; fetch verifies sha256 and fsyncs)"
+        )
+        print(
+            f"  complete     is_complete {r['is_complete_ms']} ms | fetch() {r['fetch_complete_ms']} ms | "
+            f"CLI --offline {r['cli_offline_complete_s']} s (with Python start-up)"
+        )
+        print(
+            f"  kill at {r['killed_at_pct']}%  missing {r['missing_after_kill'] / 1e6:.1f} MB, re-run moved "
+            f"{r['moved_by_rerun'] / 1e6:.1f} MB ({r['extra_bytes']:+d} bytes vs missing; "
+            f"fetch reported {r['rerun_reported']})"
+        )
     return 0
 
 

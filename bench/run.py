@@ -38,8 +38,10 @@ def log(message: str) -> None:
 
 def sweep_section(document: dict[str, Any]) -> str:
     runs = [bench.Run(**{k: (float("nan") if v is None else v) for k, v in r.items()}) for r in document["runs"]]
-    return (f"## Concurrency sweep ({runs[0].client}, {document['input_len']} in / {document['output_len']} out)\n\n"
-            + bench.markdown_table(runs))  # fmt: skip
+    return (
+        f"## Concurrency sweep ({runs[0].client}, {document['input_len']} in / {document['output_len']} out)\n\n"
+        + bench.markdown_table(runs)
+    )
 
 
 def overhead_section(result: dict[str, Any]) -> str:
@@ -83,9 +85,11 @@ def write_summary(out: Path, summary: dict[str, Any], config_name: str, served_n
             if summary[step].get("from_earlier_run"):
                 text += f"\n\n(from an earlier run: {summary[step]['from_earlier_run']})"
             parts.append(text)
-    header = (f"# llama-ascend bench: {summary['backend']} backend, {served_name}\n\n"
-              f"{summary['time']}, config `{config_name}`, {summary['machine']['cpus']} CPUs "
-              f"({summary['machine']['platform']}), one server at a time.\n")  # fmt: skip
+    header = (
+        f"# llama-ascend bench: {summary['backend']} backend, {served_name}\n\n"
+        f"{summary['time']}, config `{config_name}`, {summary['machine']['cpus']} CPUs "
+        f"({summary['machine']['platform']}), one server at a time.\n"
+    )
     text = header + "\n" + "\n\n".join(parts) + "\n"
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "summary.md").write_text(text)
@@ -97,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "config" / "dev-cpu.yaml"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--concurrency", default="1,4,8,16")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="overhead rounds (each starts both servers once; even: each goes first equally often)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="overhead rounds (each starts both servers once; even: each goes first equally often)",
+    )
     parser.add_argument("--overhead-prompts", type=int, default=32, help="requests per overhead measurement")
     parser.add_argument("--skip", action="append", default=[], choices=STEPS)
     args = parser.parse_args(argv)
@@ -120,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         earlier = {}
     for step in args.skip:
         if step in earlier:
-            summary[step] = {**earlier[step], "from_earlier_run": earlier[step].get("from_earlier_run") or earlier.get("time")}
+            summary[step] = {
+                **earlier[step],
+                "from_earlier_run": earlier[step].get("from_earlier_run") or earlier.get("time"),
+            }
 
     def save() -> str:
         return write_summary(out, summary, args.config, config.model.served_name)
@@ -135,20 +146,25 @@ def main(argv: list[str] | None = None) -> int:
             runs = bench.sweep(server.url, tokenizer=str(config.model_dir), concurrencies=concurrencies)
         finally:
             server.stop()
-        document = bench.runs_document(server.url, runs, input_len=bench.INPUT_LEN, output_len=bench.OUTPUT_LEN,
-                                       config=args.config, ready_s=ready)  # fmt: skip
-        bench.write_results(out, "sweep", document, f"# Concurrency sweep ({runs[0].client})\n\n{bench.markdown_table(runs)}")
+        document = bench.runs_document(
+            server.url, runs, input_len=bench.INPUT_LEN, output_len=bench.OUTPUT_LEN, config=args.config, ready_s=ready
+        )
+        bench.write_results(
+            out, "sweep", document, f"# Concurrency sweep ({runs[0].client})\n\n{bench.markdown_table(runs)}"
+        )
         summary["sweep"] = document
         save()
 
     if "overhead" not in args.skip:
-        summary["overhead"] = bench.overhead(args.config, rounds=args.rounds, num_prompts=args.overhead_prompts,
-                                             log_dir=logs, progress=log)  # fmt: skip
+        summary["overhead"] = bench.overhead(
+            args.config, rounds=args.rounds, num_prompts=args.overhead_prompts, log_dir=logs, progress=log
+        )
         save()
 
     if "cold_warm" not in args.skip:
-        summary["cold_warm"] = bench.cold_warm(args.config, ["server.enforce_eager=false"], num_prompts=args.overhead_prompts,
-                                               log_dir=logs, progress=log)  # fmt: skip
+        summary["cold_warm"] = bench.cold_warm(
+            args.config, ["server.enforce_eager=false"], num_prompts=args.overhead_prompts, log_dir=logs, progress=log
+        )
 
     print(save())
     return 0

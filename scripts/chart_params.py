@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -101,9 +102,9 @@ def load(path: Path = VALUES) -> ChartValues:
     documented = {p.key for s in sections for p in s.params}
     for key in leaf_keys(values):
         parts = key.split(".")
-        if not any(".".join(parts[:i]) in documented for i in range(1, len(parts) + 1)):
-            if not any(k.startswith(f"{key}.") for k in documented):  # an intermediate mapping of documented keys
-                problems.append(f"{path.name}: {key} has no `## @param {key} <description>` comment")
+        undocumented = not any(".".join(parts[:i]) in documented for i in range(1, len(parts) + 1))
+        if undocumented and not any(k.startswith(f"{key}.") for k in documented):  # not a mapping of documented keys
+            problems.append(f"{path.name}: {key} has no `## @param {key} <description>` comment")
     if problems:
         raise ParamError("\n".join(problems))
     return ChartValues(values, sections)

@@ -32,10 +32,10 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.parser import Parser
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import httpx
 from packaging.markers import default_environment
@@ -44,7 +44,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from image_build import ROOT, dockerfile_args  # noqa: E402
+from image_build import ROOT, dockerfile_args
 
 ARCHES = ("x86_64", "aarch64")
 PYTHON = "3.11"
@@ -139,7 +139,7 @@ class Sdist:
 
     def __init__(self, path: Path):
         self.path = path
-        self._tar = tarfile.open(path)
+        self._tar = tarfile.open(path)  # noqa: SIM115 - read for as long as the Sdist lives
         self._prefix = self._tar.getnames()[0].split("/")[0]
 
     def read(self, member: str) -> str:
@@ -161,9 +161,8 @@ def cp311_wheel(files: list[dict], name: str, version: str, arch: str) -> dict |
     stem = f"{name.replace('-', '_')}-{version}-cp311-cp311-"
     for f in files:
         fn = f["filename"]
-        if fn.startswith(stem) and fn.endswith(".whl") and arch in fn and not f.get("yanked"):
-            if _glibc_ok(fn):
-                return f
+        if fn.startswith(stem) and fn.endswith(".whl") and arch in fn and not f.get("yanked") and _glibc_ok(fn):
+            return f
     return None
 
 
@@ -184,7 +183,7 @@ def vllm_requirements(sdist: Sdist) -> list[str]:
     tree = ast.parse(sdist.read("setup.py"))
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "extras_require" and isinstance(node.value, ast.Dict):
-            for key, value in zip(node.value.keys, node.value.values):
+            for key, value in zip(node.value.keys, node.value.values, strict=True):
                 if isinstance(key, ast.Constant) and key.value == "audio":
                     requirements += [ast.literal_eval(v) for v in value.elts]  # type: ignore[attr-defined]
     return requirements
@@ -215,10 +214,15 @@ def sdist_requires(path: Path) -> list[str]:
 def marker_env(arch: str) -> dict[str, str]:
     env = default_environment()
     env.update(
-        python_version=PYTHON, python_full_version=f"{PYTHON}.0", implementation_name="cpython",
-        platform_python_implementation="CPython", sys_platform="linux", platform_system="Linux",
-        platform_machine=arch, os_name="posix",
-    )  # fmt: skip
+        python_version=PYTHON,
+        python_full_version=f"{PYTHON}.0",
+        implementation_name="cpython",
+        platform_python_implementation="CPython",
+        sys_platform="linux",
+        platform_system="Linux",
+        platform_machine=arch,
+        os_name="posix",
+    )
     return env
 
 
@@ -252,9 +256,11 @@ class Unresolvable(Exception):
 
 
 def resolve(
-    requirements: list[Requirement], arch: str, constraints: dict[str, Version] | None = None,
+    requirements: list[Requirement],
+    arch: str,
+    constraints: dict[str, Version] | None = None,
     extra_index: str | None = None,
-) -> dict[str, Version]:  # fmt: skip
+) -> dict[str, Version]:
     """`pip install --dry-run --report` for cp311 on `arch`, binary wheels only, against PyPI (or $PIP_INDEX_URL).
     `constraints` pin what an earlier install step left (pip keeps installed versions that satisfy)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in ("PIP_CERT", "PIP_INDEX_URL")}
@@ -263,11 +269,26 @@ def resolve(
     with tempfile.TemporaryDirectory(prefix="check-pins-") as tmp:
         report = Path(tmp) / "report.json"
         cmd = [
-            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-            "--target", str(Path(tmp) / "target"), "--report", str(report),
-            "--only-binary", ":all:", "--python-version", PYTHON, "--implementation", "cp", "--abi", "cp311",
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--target",
+            str(Path(tmp) / "target"),
+            "--report",
+            str(report),
+            "--only-binary",
+            ":all:",
+            "--python-version",
+            PYTHON,
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
             *platform_flags(arch),
-        ]  # fmt: skip
+        ]
         if constraints:
             (Path(tmp) / "constraints.txt").write_text("".join(f"{n}=={v}\n" for n, v in constraints.items()))
             cmd += ["--constraint", str(Path(tmp) / "constraints.txt")]
@@ -286,9 +307,13 @@ def _missing_pin(output: str) -> str | None:
 
 
 def resolve_with_source_builds(
-    client: httpx.Client, requirements: list[Requirement], arch: str, report: Report,
-    constraints: dict[str, Version] | None = None, extra_index: str | None = None,
-) -> dict[str, Version]:  # fmt: skip
+    client: httpx.Client,
+    requirements: list[Requirement],
+    arch: str,
+    report: Report,
+    constraints: dict[str, Version] | None = None,
+    extra_index: str | None = None,
+) -> dict[str, Version]:
     """Resolve; a `name==version` with no wheel but a source release on the index is taken out of the binary
     resolve (pip builds it in the image) and its own declared requirements go in instead."""
     requirements = list(requirements)
@@ -317,9 +342,13 @@ def resolve_with_source_builds(
 
 
 def _resolve_keeping(
-    client: httpx.Client, requirements: list[Requirement], arch: str, report: Report,
-    keep: dict[str, Version], extra_index: str | None,
-) -> dict[str, Version]:  # fmt: skip
+    client: httpx.Client,
+    requirements: list[Requirement],
+    arch: str,
+    report: Report,
+    keep: dict[str, Version],
+    extra_index: str | None,
+) -> dict[str, Version]:
     """Resolve with `keep` as constraints; a kept version that blocks the resolve is released (pip would move it too),
     one round per conflict pip names."""
     keep = dict(keep)
@@ -330,7 +359,7 @@ def _resolve_keeping(
             blocking = {
                 canonicalize_name(m)
                 for m in re.findall(r"The user requested \(constraint\) ([A-Za-z0-9_.\-]+)==", exc.output)
-            }  # fmt: skip
+            }
             if not blocking & set(keep):
                 raise
             for name in blocking & set(keep):
@@ -396,10 +425,12 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
     else:
         report.fail(f"vllm-ascend {version} has no source release on the index: VLLM_ASCEND_VERSION")
     pins_reqs = [
-        f"torch=={pins['TORCH_VERSION']}", f"torch-npu=={pins['TORCH_NPU_VERSION']}",
-        f"triton-ascend=={pins['TRITON_ASCEND_VERSION']}", f"transformers{pins['TRANSFORMERS_SPEC']}",
+        f"torch=={pins['TORCH_VERSION']}",
+        f"torch-npu=={pins['TORCH_NPU_VERSION']}",
+        f"triton-ascend=={pins['TRITON_ASCEND_VERSION']}",
+        f"transformers{pins['TRANSFORMERS_SPEC']}",
         f"numpy{pins['NUMPY_SPEC']}",
-    ]  # fmt: skip
+    ]
     torch_index = pins.get("TORCH_INDEX_URL") or None
     if torch_index and not _reachable(client, torch_index):
         report.note(f"the PyTorch CPU index {torch_index} (TORCH_INDEX_URL) is not reachable from here: PyPI only")
@@ -427,11 +458,13 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
             # satisfies (pip's only-if-needed strategy): those go in as constraints; everything else may move.
             direct = {canonicalize_name(r.name) for r in step2_reqs}
             keep = {
-                name: v for name, v in step1.items() if name in direct
+                name: v
+                for name, v in step1.items()
+                if name in direct
                 and all(
                     r.specifier.contains(v, prereleases=True) for r in step2_reqs if canonicalize_name(r.name) == name
                 )
-            }  # fmt: skip
+            }
             step2 = _resolve_keeping(client, step2_reqs, arch, report, keep, torch_index)
             step2.update(substituted)
             report.ok(f"{arch}: vllm-ascend {version} + pins resolve on top ({len(step2)} packages)")
@@ -448,7 +481,9 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
             if name in accepted:
                 report.note(f"{arch}: accepted conflict (ACCEPTED_CONFLICTS): {problem}")
             else:
-                report.fail(f"{arch}: {problem} - fix the pins, or add {name} to ACCEPTED_CONFLICTS if upstream ships it")
+                report.fail(
+                    f"{arch}: {problem} - fix the pins, or add {name} to ACCEPTED_CONFLICTS if upstream ships it"
+                )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -504,10 +539,14 @@ def parse_vllm(sdist: Sdist) -> VllmArgs:
         kwarg_sources: dict[str, str] = {}
         for node in ast.walk(tree):
             if (
-                isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.Call) and ast.unparse(node.value.func).endswith("get_kwargs")
-                and node.value.args and isinstance(node.value.args[0], ast.Name)
-            ):  # fmt: skip
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Call)
+                and ast.unparse(node.value.func).endswith("get_kwargs")
+                and node.value.args
+                and isinstance(node.value.args[0], ast.Name)
+            ):
                 kwarg_sources[node.targets[0].id] = node.value.args[0].id
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -518,12 +557,16 @@ def parse_vllm(sdist: Sdist) -> VllmArgs:
             if not names:
                 continue
             flags |= names
-            is_bool = any(
-                k.arg == "action" and "BooleanOptionalAction" in ast.unparse(k.value) for k in node.keywords
-            )
+            is_bool = any(k.arg == "action" and "BooleanOptionalAction" in ast.unparse(k.value) for k in node.keywords)
             # **group_kwargs["field"], also inside a dict merge: **{**group_kwargs["field"], "default": None}
             spreads = [k.value for k in node.keywords if k.arg is None]
-            spreads += [v for d in spreads if isinstance(d, ast.Dict) for key, v in zip(d.keys, d.values) if key is None]
+            spreads += [
+                v
+                for d in spreads
+                if isinstance(d, ast.Dict)
+                for key, v in zip(d.keys, d.values, strict=True)
+                if key is None
+            ]
             for spread in spreads:
                 if isinstance(spread, ast.Subscript) and isinstance(spread.value, ast.Name):
                     cls_name = kwarg_sources.get(spread.value.id)
@@ -544,9 +587,12 @@ def parse_vllm(sdist: Sdist) -> VllmArgs:
 
     compilation_fields = set(_fields(classes["CompilationConfig"], classes))
     graph_modes = {
-        t.id for node in classes["CUDAGraphMode"].body if isinstance(node, ast.Assign) for t in node.targets
+        t.id
+        for node in classes["CUDAGraphMode"].body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
         if isinstance(t, ast.Name)
-    }  # fmt: skip
+    }
     dtypes: set[str] = set()
     for text in config_sources:
         for node in ast.walk(ast.parse(text)):
@@ -566,9 +612,9 @@ def _env_keys(text: str) -> set[str]:
             target = node.target
         elif isinstance(node, ast.Assign):
             target = node.targets[0]
-        if isinstance(target, ast.Name) and target.id in ("environment_variables", "env_variables"):
-            if isinstance(node.value, ast.Dict):  # type: ignore[union-attr]
-                keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}  # type: ignore[union-attr]
+        named = isinstance(target, ast.Name) and target.id in ("environment_variables", "env_variables")
+        if named and isinstance(node.value, ast.Dict):  # type: ignore[union-attr]
+            keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}  # type: ignore[union-attr]
     return keys
 
 
@@ -584,9 +630,12 @@ def parse_vllm_ascend(sdist: Sdist) -> AscendArgs:
     platform = sdist.read("vllm_ascend/platform.py")
     utils = ast.parse(sdist.read("vllm_ascend/utils.py"))
     constants = {
-        t.id: n.value.value for n in ast.walk(utils) if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
-        for t in n.targets if isinstance(t, ast.Name)
-    }  # fmt: skip
+        t.id: n.value.value
+        for n in ast.walk(utils)
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
     quantizations: set[str] = set()
     graph_modes: set[str] = set()
     for node in ast.walk(ast.parse(platform)):

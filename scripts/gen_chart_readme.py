@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chart_params  # noqa: E402
+import chart_params
 
 README = chart_params.CHART / "README.md"
 SCHEMA = chart_params.CHART / "values.schema.json"

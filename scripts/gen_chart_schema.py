@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chart_params  # noqa: E402
+import chart_params
 
 ROOT = chart_params.ROOT
 SCHEMA = chart_params.CHART / "values.schema.json"

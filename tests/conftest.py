@@ -29,8 +29,12 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
     """Run the real entry point in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "llama_ascend", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +74,13 @@ def dev_server(standin_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     server = DevServer(f"http://127.0.0.1:{port}", "SmolLM2-135M-Instruct", api_key, process, log_path, sets)
     try:
-        server.ready_seconds = server_process.wait_ready(server.url, alive=lambda: process.poll() is None,
-                                                         log_tail=server.log, timeout=READY_TIMEOUT, api_key=api_key)
+        server.ready_seconds = server_process.wait_ready(
+            server.url,
+            alive=lambda: process.poll() is None,
+            log_tail=server.log,
+            timeout=READY_TIMEOUT,
+            api_key=api_key,
+        )
         yield server
     finally:
         if process.poll() is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from fetch_support import make_model
 from hubserver import HubServer
 

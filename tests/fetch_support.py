@@ -51,8 +51,15 @@ def make_model(directory: Path, big: int = 6 << 20, small: int = 3 << 20) -> Pat
     """A small HuggingFace-format Llama dir shaped like Meta-Llama-3.1-8B-Instruct's repo (two shards and an index,
     configs, tokenizer, README, and an `original/` consolidated checkpoint that the default patterns must skip)."""
     directory.mkdir(parents=True, exist_ok=True)
-    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "vocab_size": 2048, "torch_dtype": "bfloat16"}  # fmt: skip
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "vocab_size": 2048,
+        "torch_dtype": "bfloat16",
+    }
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     (directory / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
     (directory / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
@@ -61,7 +68,9 @@ def make_model(directory: Path, big: int = 6 << 20, small: int = 3 << 20) -> Pat
     (directory / "tokenizer.json").write_text(json.dumps(tokenizer))
     (directory / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 4096}))
     (directory / "README.md").write_text("# tiny test llama\n")
-    write_safetensors(directory / BIG, {"model.embed_tokens.weight": big // 2, "model.layers.0.mlp.weight": big - big // 2})
+    write_safetensors(
+        directory / BIG, {"model.embed_tokens.weight": big // 2, "model.layers.0.mlp.weight": big - big // 2}
+    )
     write_safetensors(directory / SMALL_SHARD, {"lm_head.weight": small})
     weight_map = {"model.embed_tokens.weight": BIG, "model.layers.0.mlp.weight": BIG, "lm_head.weight": SMALL_SHARD}
     index = {"metadata": {"total_size": big + small}, "weight_map": weight_map}
@@ -88,7 +97,10 @@ def expected(source_dir: Path, names: set[str] = SELECTED) -> dict[str, str]:
 
 
 def write_config(path: Path, source: str, repo_id: str, volume: Path, endpoint: str | None, **model: Any) -> Path:
-    data = {"backend": "cpu", "model": {"source": source, "id": repo_id, "path": str(volume), "endpoint": endpoint, **model}}
+    data = {
+        "backend": "cpu",
+        "model": {"source": source, "id": repo_id, "path": str(volume), "endpoint": endpoint, **model},
+    }
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -96,12 +108,14 @@ def write_config(path: Path, source: str, repo_id: str, volume: Path, endpoint: 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a fetch subprocess: none of the caller's hub settings or tokens, fast retries."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MODELSCOPE_", "LLAMA_ASCEND", "HUGGING"))}
-    env.update({
-        "PYTHONUNBUFFERED": "1",
-        "LLAMA_ASCEND_FETCH_RETRY_MAX_DELAY": "1",
-        "LLAMA_ASCEND_FETCH_LOG_INTERVAL": "0.25",
-        "NO_COLOR": "1",
-    })  # fmt: skip
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "LLAMA_ASCEND_FETCH_RETRY_MAX_DELAY": "1",
+            "LLAMA_ASCEND_FETCH_LOG_INTERVAL": "0.25",
+            "NO_COLOR": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -113,8 +127,9 @@ def fetch_cmd(config: Path, *args: str) -> list[str]:
 def run_fetch(
     config: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(fetch_cmd(config, *args), capture_output=True, text=True, timeout=timeout,
-                          env=env or clean_env(), cwd=ROOT)  # fmt: skip
+    return subprocess.run(
+        fetch_cmd(config, *args), capture_output=True, text=True, timeout=timeout, env=env or clean_env(), cwd=ROOT
+    )
 
 
 def main_fetch(config: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -135,13 +150,19 @@ def main_fetch(config: Path, *args: str, **env: str) -> subprocess.CompletedProc
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return subprocess.CompletedProcess(["llama-ascend", "fetch", str(config), *args], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(
+        ["llama-ascend", "fetch", str(config), *args], code, out.getvalue(), err.getvalue()
+    )
 
 
-def start_fetch(config: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+def start_fetch(
+    config: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     out = log.open("wb") if log is not None else subprocess.DEVNULL
     try:
-        return subprocess.Popen(fetch_cmd(config, *args), stdout=out, stderr=subprocess.STDOUT, env=env or clean_env(), cwd=ROOT)
+        return subprocess.Popen(
+            fetch_cmd(config, *args), stdout=out, stderr=subprocess.STDOUT, env=env or clean_env(), cwd=ROOT
+        )
     finally:
         if log is not None:
             out.close()  # type: ignore[union-attr]

@@ -184,7 +184,11 @@ class HubServer:
 
     def file_requests(self, file: str | None = None, method: str = "GET") -> list[Request]:
         with self._lock:
-            return [r for r in self.requests if r.file is not None and r.method == method and (file is None or r.file == file)]
+            return [
+                r
+                for r in self.requests
+                if r.file is not None and r.method == method and (file is None or r.file == file)
+            ]
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> HubServer:
@@ -251,13 +255,13 @@ class _Handler(BaseHTTPRequestHandler):
     def hub(self) -> HubServer:
         return self.server.hub  # type: ignore[attr-defined]
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet; the hub keeps its own log
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._dispatch(head=False)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._dispatch(head=True)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
@@ -287,13 +291,23 @@ class _Handler(BaseHTTPRequestHandler):
         if sent == token or (cookie and cookie.group(1) == token):
             return True
         if route.startswith("ms_"):
-            self._reply(401 if not sent and not cookie else 403, _ms_error(401, "Unauthorized: log in with an access token"))
+            self._reply(
+                401 if not sent and not cookie else 403, _ms_error(401, "Unauthorized: log in with an access token")
+            )
         elif not sent:
-            self._reply(401, {"error": "Access to this model is restricted. You must be authenticated."}, "GatedRepo",
-                        "Access restricted to authenticated users")  # fmt: skip
+            self._reply(
+                401,
+                {"error": "Access to this model is restricted. You must be authenticated."},
+                "GatedRepo",
+                "Access restricted to authenticated users",
+            )
         else:
-            self._reply(403, {"error": "Your token is not in the authorized list."}, "GatedRepo",
-                        "Access to this model is restricted and you are not in the authorized list")  # fmt: skip
+            self._reply(
+                403,
+                {"error": "Your token is not in the authorized list."},
+                "GatedRepo",
+                "Access to this model is restricted and you are not in the authorized list",
+            )
         return False
 
     def _reply(
@@ -334,7 +348,9 @@ class _Handler(BaseHTTPRequestHandler):
         commit = repo.resolve(revision)
         if commit is None:
             if hf:
-                self._reply(404, {"error": f"Invalid rev id: {revision}"}, "RevisionNotFound", f"Invalid rev id: {revision}")
+                self._reply(
+                    404, {"error": f"Invalid rev id: {revision}"}, "RevisionNotFound", f"Invalid rev id: {revision}"
+                )
             else:
                 self._reply(404, _ms_error(404, f"revision {revision} not found in {repo.repo_id}"))
         return commit
@@ -350,8 +366,20 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._repo(repo_id, hf=False)
         if repo:
             owner, name = repo_id.split("/")
-            self._reply(200, _ms_ok({"Id": abs(hash(repo_id)) % 10**6, "Name": name, "Path": owner, "ChineseName": name,
-                                     "Visibility": 5, "Tasks": [], "ModelType": ["llama"]}))  # fmt: skip
+            self._reply(
+                200,
+                _ms_ok(
+                    {
+                        "Id": abs(hash(repo_id)) % 10**6,
+                        "Name": name,
+                        "Path": owner,
+                        "ChineseName": name,
+                        "Visibility": 5,
+                        "Tasks": [],
+                        "ModelType": ["llama"],
+                    }
+                ),
+            )
 
     def ms_revisions(self, repo_id: str) -> None:
         repo = self._repo(repo_id, hf=False)
@@ -380,8 +408,9 @@ class _Handler(BaseHTTPRequestHandler):
                 if recursive or depth == 1:
                     entries.setdefault(sub, _ms_entry(sub, "tree", 0, "", commit))
             if recursive or len(parts) == 1:
-                entries[entry.path] = _ms_entry(entry.path, "blob", repo.listed_size(entry), entry.sha256, commit,
-                                                is_lfs=entry.is_lfs)  # fmt: skip
+                entries[entry.path] = _ms_entry(
+                    entry.path, "blob", repo.listed_size(entry), entry.sha256, commit, is_lfs=entry.is_lfs
+                )
         self._reply(200, _ms_ok({"Files": list(entries.values()), "IsVisual": 0}))
 
     def ms_file(self, repo_id: str) -> None:
@@ -405,11 +434,22 @@ class _Handler(BaseHTTPRequestHandler):
         commit = self._commit(repo, unquote(revision) if revision else "main", hf=True)
         if commit is None:
             return
-        self._reply(200, {
-            "_id": commit[:24], "id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0], "sha": commit,
-            "private": False, "gated": "manual" if self.hub.token else False, "disabled": False, "tags": [],
-            "lastModified": "2024-07-23T00:00:00.000Z", "siblings": [{"rfilename": p} for p in repo.files],
-        })  # fmt: skip
+        self._reply(
+            200,
+            {
+                "_id": commit[:24],
+                "id": repo_id,
+                "modelId": repo_id,
+                "author": repo_id.split("/")[0],
+                "sha": commit,
+                "private": False,
+                "gated": "manual" if self.hub.token else False,
+                "disabled": False,
+                "tags": [],
+                "lastModified": "2024-07-23T00:00:00.000Z",
+                "siblings": [{"rfilename": p} for p in repo.files],
+            },
+        )
 
     def hf_tree(self, repo_id: str, revision: str, sub: str | None) -> None:
         repo = self._repo(repo_id, hf=True)
@@ -425,9 +465,16 @@ class _Handler(BaseHTTPRequestHandler):
             for depth in range(1, len(parts)):
                 if recursive or depth == 1:
                     d = "/".join(([root] if root else []) + parts[:depth])
-                    out.setdefault(d, {"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d})
+                    out.setdefault(
+                        d, {"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(), "size": 0, "path": d}
+                    )
             if recursive or len(parts) == 1:
-                item: dict[str, Any] = {"type": "file", "oid": entry.git_oid, "size": repo.listed_size(entry), "path": entry.path}
+                item: dict[str, Any] = {
+                    "type": "file",
+                    "oid": entry.git_oid,
+                    "size": repo.listed_size(entry),
+                    "path": entry.path,
+                }
                 if entry.is_lfs:
                     item["lfs"] = {"oid": entry.sha256, "size": repo.listed_size(entry), "pointerSize": 134}
                 out[entry.path] = item
@@ -442,13 +489,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         entry = repo.files.get(path)
         if entry is None:
-            self._reply(404, {"error": "Entry not found"}, "EntryNotFound", "Entry not found",
-                        headers={"X-Repo-Commit": commit})  # fmt: skip
+            self._reply(
+                404, {"error": "Entry not found"}, "EntryNotFound", "Entry not found", headers={"X-Repo-Commit": commit}
+            )
             return
         headers = {"X-Repo-Commit": commit, "ETag": f'"{entry.git_oid}"', "Accept-Ranges": "bytes"}
         if entry.is_lfs:
-            headers.update({"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size),
-                            "ETag": f'"{entry.sha256}"'})  # fmt: skip
+            headers.update(
+                {"X-Linked-Etag": f'"{entry.sha256}"', "X-Linked-Size": str(entry.size), "ETag": f'"{entry.sha256}"'}
+            )
         self._send_file(entry, headers)
 
     # -- the bytes --------------------------------------------------------------------------------------------
@@ -457,7 +506,9 @@ class _Handler(BaseHTTPRequestHandler):
         faults = [] if self.head else hub._take_faults(entry.path)
         status_fault = next((f for f in faults if f.kind == "status"), None)
         if status_fault is not None:
-            body = _ms_error(status_fault.status, "injected failure") if "/api/v1/" in self.path else {"error": "injected"}
+            body = (
+                _ms_error(status_fault.status, "injected failure") if "/api/v1/" in self.path else {"error": "injected"}
+            )
             self._reply(status_fault.status, body, file=entry.path)
             return
         size = entry.size
@@ -551,17 +602,31 @@ def _ms_error(code: int, message: str) -> dict[str, Any]:
 
 def _ms_entry(path: str, kind: str, size: int, sha256: str, commit: str, is_lfs: bool = False) -> dict[str, Any]:
     return {
-        "CommitId": commit, "CommitMessage": "upload", "CommittedDate": 1720000000, "CommitterName": "test-hub",
-        "InCheck": False, "IsLFS": is_lfs, "Mode": "100644" if kind == "blob" else "040000",
-        "Name": path.rsplit("/", 1)[-1], "Path": path, "Revision": commit, "Sha256": sha256, "Size": size, "Type": kind,
-    }  # fmt: skip
+        "CommitId": commit,
+        "CommitMessage": "upload",
+        "CommittedDate": 1720000000,
+        "CommitterName": "test-hub",
+        "InCheck": False,
+        "IsLFS": is_lfs,
+        "Mode": "100644" if kind == "blob" else "040000",
+        "Name": path.rsplit("/", 1)[-1],
+        "Path": path,
+        "Revision": commit,
+        "Sha256": sha256,
+        "Size": size,
+        "Type": kind,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve model directories as a ModelScope/HuggingFace hub on 127.0.0.1.")
+    parser = argparse.ArgumentParser(
+        description="Serve model directories as a ModelScope/HuggingFace hub on 127.0.0.1."
+    )
     parser.add_argument("--repo", action="append", required=True, metavar="OWNER/NAME=DIR", help="repeatable")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token", default=os.environ.get("HUBSERVER_TOKEN"), help="require this token (env HUBSERVER_TOKEN)")
+    parser.add_argument(
+        "--token", default=os.environ.get("HUBSERVER_TOKEN"), help="require this token (env HUBSERVER_TOKEN)"
+    )
     args = parser.parse_args(argv)
     hub = HubServer(token=args.token, port=args.port)
     for item in args.repo:

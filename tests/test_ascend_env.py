@@ -28,9 +28,9 @@ def cann_root(tmp_path: Path) -> Path:
     root = tmp_path / "Ascend"
     _script(
         root / "ascend-toolkit/set_env.sh",
-        'export ASCEND_TOOLKIT_HOME=/opt/fake/cann-8.5.1\n'
-        'export LD_LIBRARY_PATH=${ASCEND_TOOLKIT_HOME}/lib64:${LD_LIBRARY_PATH}\n'
-        'export PATH=${ASCEND_TOOLKIT_HOME}/bin:$PATH\n',
+        "export ASCEND_TOOLKIT_HOME=/opt/fake/cann-8.5.1\n"
+        "export LD_LIBRARY_PATH=${ASCEND_TOOLKIT_HOME}/lib64:${LD_LIBRARY_PATH}\n"
+        "export PATH=${ASCEND_TOOLKIT_HOME}/bin:$PATH\n",
     )
     # Two versioned dirs: the newest one is the toolkit in use.
     _script(root / "cann-8.5.0/share/info/ascendnpu-ir/bin/set_env.sh", "export BISHENG_VERSION=8.5.0\n")
@@ -41,7 +41,7 @@ def cann_root(tmp_path: Path) -> Path:
         'here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
         'if [[ -z "$ASCEND_TOOLKIT_HOME" ]]; then echo "toolkit first" >&2; return 1; fi\n'
         'export ATB_HOME_PATH="$here/latest/atb/cxx_abi_1"\n'
-        'export LD_LIBRARY_PATH=${ATB_HOME_PATH}/lib:${LD_LIBRARY_PATH}\n',
+        "export LD_LIBRARY_PATH=${ATB_HOME_PATH}/lib:${LD_LIBRARY_PATH}\n",
     )
     return root
 
@@ -137,7 +137,10 @@ def test_shell_hook_runs_once_and_skips_other_shells(tmp_path: Path, cann_root: 
 
 def test_profile_command_prints_the_hook() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "llama_ascend.ascend_env", "profile"], capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "llama_ascend.ascend_env", "profile"],
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, ascend_env.ROOTS_ENV: "/usr/local/Ascend"},
-    )  # fmt: skip
+    )
     assert result.stdout == ascend_env.profile_script(roots=[Path("/usr/local/Ascend")])

@@ -44,9 +44,25 @@ def test_unknown_dataset_is_a_usage_error() -> None:
 
 
 def _sweep(dev_server, tmp_path: Path, *extra: str) -> dict:
-    done = cli("bench", "--url", dev_server.url, "--api-key", dev_server.api_key, "--concurrency", "1,2",
-               "--num-prompts", "2", "--input-len", "16", "--output-len", "8", "--out", str(tmp_path), *extra,
-               timeout=900)  # fmt: skip
+    done = cli(
+        "bench",
+        "--url",
+        dev_server.url,
+        "--api-key",
+        dev_server.api_key,
+        "--concurrency",
+        "1,2",
+        "--num-prompts",
+        "2",
+        "--input-len",
+        "16",
+        "--output-len",
+        "8",
+        "--out",
+        str(tmp_path),
+        *extra,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "| dataset | concurrency |" in done.stdout
     assert (tmp_path / "sweep.md").read_text().count("\n| ") == 5  # header + 4 runs
@@ -55,7 +71,12 @@ def _sweep(dev_server, tmp_path: Path, *extra: str) -> dict:
 
 def _check_runs(data: dict, client: str) -> None:
     runs = data["runs"]
-    assert [(r["dataset"], r["concurrency"]) for r in runs] == [("random", 1), ("random", 2), ("reference", 1), ("reference", 2)]
+    assert [(r["dataset"], r["concurrency"]) for r in runs] == [
+        ("random", 1),
+        ("random", 2),
+        ("reference", 1),
+        ("reference", 2),
+    ]
     for r in runs:
         assert r["client"] == client
         assert (r["completed"], r["failed"]) == (2, 0)
@@ -109,15 +130,31 @@ def test_make_bench_summary_renders_every_step(tmp_path: Path) -> None:
     bench_run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_run)
     run = bench.Run("random", 1, 8, 8, 0, 10.0, 512, 51.2, 0.8, 100.0, 200.0, 30.0, 40.0, bench.BUILTIN_CLIENT)
-    samples = {"raw vLLM": [{"ready_s": 40.0, "output_tok_s": 50.0}], "llama-ascend serve": [{"ready_s": 41.0, "output_tok_s": 49.0}]}
+    samples = {
+        "raw vLLM": [{"ready_s": 40.0, "output_tok_s": 50.0}],
+        "llama-ascend serve": [{"ready_s": 41.0, "output_tok_s": 49.0}],
+    }
     summary = {
-        "time": "2026-11-26T00:00:00+0000", "backend": "cpu", "machine": {"cpus": 2, "platform": "Linux"},
+        "time": "2026-11-26T00:00:00+0000",
+        "backend": "cpu",
+        "machine": {"cpus": 2, "platform": "Linux"},
         "sweep": bench.runs_document("http://x", [run], input_len=128, output_len=64),
-        "overhead": {"rounds": 1, "concurrency": 8, "num_prompts": 32,
-                     **bench.overhead_statistics(samples, "raw vLLM", "llama-ascend serve")},
-        "cold_warm": {"cold_ready_s": 300.0, "warm_ready_s": 120.0, "warm_over_cold": 0.4, "cache_bytes": 2**20,
-                      "concurrency": 8, "num_prompts": 32, "warm_output_tok_s": 61.25},
-    }  # fmt: skip
+        "overhead": {
+            "rounds": 1,
+            "concurrency": 8,
+            "num_prompts": 32,
+            **bench.overhead_statistics(samples, "raw vLLM", "llama-ascend serve"),
+        },
+        "cold_warm": {
+            "cold_ready_s": 300.0,
+            "warm_ready_s": 120.0,
+            "warm_over_cold": 0.4,
+            "cache_bytes": 2**20,
+            "concurrency": 8,
+            "num_prompts": 32,
+            "warm_output_tok_s": 61.25,
+        },
+    }
     text = bench_run.write_summary(tmp_path, summary, "config/dev-cpu.yaml", "SmolLM2-135M-Instruct")
     assert "| random | 1 | 8/8 | 51.2 |" in text
     assert "| llama-ascend serve | 49.0 | 49.0 | 41 |" in text and "(0.980) = **0.980**" in text

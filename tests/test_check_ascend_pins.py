@@ -155,10 +155,21 @@ def _launch(*args: str, env: dict[str, str] | None = None) -> dict:
 
 
 GOOD = (
-    "--model", "/models/x", "--dtype", "bfloat16", "--host", "0.0.0.0", "--port", "8000",
-    "--max-model-len", "4096", "--shutdown-timeout", "30",
-    "--compilation-config", json.dumps({"cudagraph_mode": "PIECEWISE"}),
-)  # fmt: skip
+    "--model",
+    "/models/x",
+    "--dtype",
+    "bfloat16",
+    "--host",
+    "0.0.0.0",
+    "--port",
+    "8000",
+    "--max-model-len",
+    "4096",
+    "--shutdown-timeout",
+    "30",
+    "--compilation-config",
+    json.dumps({"cudagraph_mode": "PIECEWISE"}),
+)
 
 
 def test_parser_reads_flags_booleans_and_config_fields(releases: tuple[pins.Sdist, pins.Sdist]) -> None:

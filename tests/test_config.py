@@ -22,7 +22,13 @@ def test_reference_profile_is_the_reference_deployment():
     assert config.model.trust_remote_code is False
     s = config.server
     assert (s.dtype, s.tensor_parallel_size, s.max_model_len, s.max_num_seqs, s.port, s.compilation) == (
-        "bfloat16", 1, 4096, 8, 8000, "PIECEWISE")
+        "bfloat16",
+        1,
+        4096,
+        8,
+        8000,
+        "PIECEWISE",
+    )
     # The user never types ModelScope's mangled directory name: the path is derived from id and revision.
     assert config.model_dir == Path("/models/modelscope/LLM-Research/Meta-Llama-3.1-8B-Instruct/master")
     assert "___" not in str(config.model_dir)
@@ -54,9 +60,16 @@ def test_layering_file_then_env_then_set(tmp_path):
 
 
 def test_set_values_are_typed(tmp_path):
-    config = load_config(write(tmp_path, ""), [
-        "server.gpu_memory_utilization=0.85", "server.enforce_eager=true",
-        "server.extra_args=[--enable-prefix-caching, --seed=1]", "env={A: b}"], environ={})  # fmt: skip
+    config = load_config(
+        write(tmp_path, ""),
+        [
+            "server.gpu_memory_utilization=0.85",
+            "server.enforce_eager=true",
+            "server.extra_args=[--enable-prefix-caching, --seed=1]",
+            "env={A: b}",
+        ],
+        environ={},
+    )
     assert config.server.gpu_memory_utilization == 0.85
     assert config.server.enforce_eager is True
     assert config.server.extra_args == ["--enable-prefix-caching", "--seed=1"]
@@ -81,7 +94,11 @@ def test_expand_path_defaults_cache_variable():
         ("server:\n  port: '8000'\n", [], "server.port: Input should be a valid integer (got '8000')"),
         ("server:\n  port: 70000\n", [], "server.port: Input should be less than or equal to 65535"),
         ("server:\n  port: 0\n", [], "server.port: Input should be greater than or equal to 1"),
-        ("", ["server.tensor_parallel_size=3"], "--set: server.tensor_parallel_size: Input should be 1, 2, 4 or 8 (got 3)"),
+        (
+            "",
+            ["server.tensor_parallel_size=3"],
+            "--set: server.tensor_parallel_size: Input should be 1, 2, 4 or 8 (got 3)",
+        ),
         ("", ["server.max_model_len=131073"], "server.max_model_len: Input should be less than or equal to 131072"),
         ("", ["server.max_model_len=0"], "server.max_model_len: Input should be greater than 0"),
         ("", ["server.dtype=fp7"], "server.dtype: Input should be 'auto', 'bfloat16'"),

@@ -42,10 +42,30 @@ def running_exporter(tmp_path: Path):
     shutil.copy(NPU_SMI / "910b3-8cards-one-busy.txt", table)
     report = tmp_path / "preflight.json"
     textfile = tmp_path / "llama_ascend_fetch.prom"
-    cmd = [sys.executable, "-m", "llama_ascend", "exporter", "--config", str(DEV_CONFIG), "--port", "0",
-           "--interval", "0", "--npu-smi-output", str(table), "--preflight-report", str(report),
-           "--textfile", str(textfile)]  # fmt: skip
-    env = {"POD_NAMESPACE": "llm", "POD_NAME": "llama-0", "LLAMA_ASCEND_CONTAINER_NAME": "server", "PATH": "/usr/bin:/bin"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_ascend",
+        "exporter",
+        "--config",
+        str(DEV_CONFIG),
+        "--port",
+        "0",
+        "--interval",
+        "0",
+        "--npu-smi-output",
+        str(table),
+        "--preflight-report",
+        str(report),
+        "--textfile",
+        str(textfile),
+    ]
+    env = {
+        "POD_NAMESPACE": "llm",
+        "POD_NAME": "llama-0",
+        "LLAMA_ASCEND_CONTAINER_NAME": "server",
+        "PATH": "/usr/bin:/bin",
+    }
     process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     try:
         line = process.stderr.readline()
@@ -62,8 +82,14 @@ def test_npu_metrics_with_npu_exporter_names(running_exporter) -> None:
     metrics = scrape(url)
     assert metrics["llama_ascend_npu_smi_up"][0][1] == 1.0
     assert metrics["machine_npu_nums"][0][1] == 8.0
-    for name in ("npu_chip_info_hbm_used_memory", "npu_chip_info_hbm_total_memory", "npu_chip_info_utilization",
-                 "npu_chip_info_power", "npu_chip_info_temperature", "npu_chip_info_health_status"):  # fmt: skip
+    for name in (
+        "npu_chip_info_hbm_used_memory",
+        "npu_chip_info_hbm_total_memory",
+        "npu_chip_info_utilization",
+        "npu_chip_info_power",
+        "npu_chip_info_temperature",
+        "npu_chip_info_health_status",
+    ):
         assert len(metrics[name]) == 8, name
         assert set(metrics[name][0][0]) == CARD_LABELS, name
     assert by_id(metrics["npu_chip_info_hbm_used_memory"])["2"] == 41052.0

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from fetch_support import (
     BIG,
     MARKER,
@@ -31,7 +32,6 @@ from fetch_support import (
     write_config,
 )
 from hubserver import HubServer
-
 from llama_ascend import fetch
 from llama_ascend.config import load_config
 
@@ -53,7 +53,9 @@ def partial_files(volume: Path) -> list[str]:
 
 
 # -- the happy path, layout, marker --------------------------------------------------------------------------------
-def test_fetch_lays_out_only_what_vllm_loads_byte_identical(config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_fetch_lays_out_only_what_vllm_loads_byte_identical(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     proc = run_fetch(config_file)
     assert proc.returncode == 0, proc.stderr
     final = final_dir(volume)
@@ -221,7 +223,9 @@ def test_killed_fetch_leaves_nothing_loadable_and_rerun_moves_only_missing_bytes
     assert not final.exists()
     assert not fetch.is_complete(load_config(config_file))
     staging = final.parent / ".master.partial"
-    on_disk = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file() and p.name != ".llama-ascend-staging.json")
+    on_disk = sum(
+        p.stat().st_size for p in staging.rglob("*") if p.is_file() and p.name != ".llama-ascend-staging.json"
+    )
     assert on_disk > 0
     hub.clear_faults()
     mark = hub.mark()  # the killed process's connections may still be draining: count only new requests
@@ -244,7 +248,9 @@ def test_two_fetchers_on_one_volume_download_each_file_once(
     assert digests(final_dir(volume)) == expected(source_dir)
     outputs = sorted((log.read_text() for log in logs), key=lambda out: "is being fetched by" in out)
     assert "downloaded)" in outputs[0]  # one of them downloaded ...
-    assert "is being fetched by pid" in outputs[1] and "completed by another fetcher" in outputs[1]  # ... the other waited
+    assert (
+        "is being fetched by pid" in outputs[1] and "completed by another fetcher" in outputs[1]
+    )  # ... the other waited
 
 
 def test_lease_of_a_killed_fetcher_is_taken_over_at_once(
@@ -291,7 +297,10 @@ def test_disk_space_is_checked_up_front_against_the_listing(config_file: Path, h
     hub.repos[REPO].size_overrides[BIG] = 10 * 10**12  # the listing claims 10 TB
     proc = run_fetch(config_file)
     assert proc.returncode == 1
-    assert f"modelscope model {REPO} revision master: not enough disk space under {final_dir(volume).parent}" in proc.stderr
+    assert (
+        f"modelscope model {REPO} revision master: not enough disk space under {final_dir(volume).parent}"
+        in proc.stderr
+    )
     assert hub.file_requests() == []  # not one byte downloaded
     assert partial_files(volume) == [] and not final_dir(volume).exists()
 
@@ -323,10 +332,14 @@ def test_a_read_only_volume_is_named_with_the_fix(tmp_path: Path, hub: HubServer
     assert "model.path must be a writable volume" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_disk_filling_up_midway_fails_clearly_and_leaves_no_partial_file(tmp_path: Path, hub: HubServer, small_disk: Path):
+def test_disk_filling_up_midway_fails_clearly_and_leaves_no_partial_file(
+    tmp_path: Path, hub: HubServer, small_disk: Path
+):
     config = write_config(tmp_path / "d.yaml", "modelscope", REPO, small_disk, hub.url)
     hub.inject("slow", None, times=-1, rate=3_000_000)
-    proc = start_fetch(config, log=tmp_path / "d.log", env=clean_env(LLAMA_ASCEND_FETCH_METRICS=str(tmp_path / "m.prom")))
+    proc = start_fetch(
+        config, log=tmp_path / "d.log", env=clean_env(LLAMA_ASCEND_FETCH_METRICS=str(tmp_path / "m.prom"))
+    )
     assert wait_for(lambda: hub.sent() > 1_000_000, timeout=30)
     with pytest.raises(OSError), (small_disk / "filler").open("wb") as filler:  # another writer fills the volume
         while True:
@@ -347,8 +360,14 @@ def test_new_patterns_fetch_only_the_new_files_into_the_live_dir(
     assert run_fetch(config_file).returncode == 0
     final = final_dir(volume)
     inode = (final / BIG).stat().st_ino
-    more = write_config(tmp_path / "more.yaml", "modelscope", REPO, volume, hub.url,
-                        allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.md"])  # fmt: skip
+    more = write_config(
+        tmp_path / "more.yaml",
+        "modelscope",
+        REPO,
+        volume,
+        hub.url,
+        allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.md"],
+    )
     before = len(hub.file_requests())
     proc = run_fetch(more)
     assert proc.returncode == 0, proc.stderr
@@ -358,7 +377,9 @@ def test_new_patterns_fetch_only_the_new_files_into_the_live_dir(
     assert fetch.is_complete(load_config(more)) and not fetch.is_complete(load_config(config_file))
 
 
-def test_a_dir_filled_by_hand_is_verified_not_downloaded(config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_a_dir_filled_by_hand_is_verified_not_downloaded(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     final = final_dir(volume)
     final.mkdir(parents=True)
     for name in SELECTED:

@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from fetch_support import (
     BIG,
     MARKER,
@@ -27,7 +28,6 @@ from fetch_support import (
     write_config,
 )
 from hubserver import HubServer
-
 from llama_ascend import fetch
 from llama_ascend.config import load_config
 
@@ -67,7 +67,9 @@ def test_fetch_through_hf_endpoint_is_byte_identical_and_verified(
     assert not (volume / ".cache" / "huggingface" / "hub").exists()  # no second copy in an HF cache
 
 
-def test_gated_repo_needs_the_token_and_it_is_never_printed(tmp_path: Path, source_dir: Path, volume: Path, config_file: Path):
+def test_gated_repo_needs_the_token_and_it_is_never_printed(
+    tmp_path: Path, source_dir: Path, volume: Path, config_file: Path
+):
     secret = "hf_" + os.urandom(12).hex()
     with HubServer(token=secret) as hub:
         hub.add_repo(REPO, source_dir)
@@ -98,7 +100,9 @@ def test_token_from_the_configured_variable(tmp_path: Path, source_dir: Path, vo
         assert secret not in proc.stdout + proc.stderr
 
 
-def test_dropped_connection_resumes_and_5xx_are_retried(config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_dropped_connection_resumes_and_5xx_are_retried(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     hub.inject("drop", BIG, after=3_000_000)
     hub.inject("status", SMALL_SHARD, times=2, status=502)
     proc = run_fetch(config_file, env=env_for(hub))
@@ -109,7 +113,9 @@ def test_dropped_connection_resumes_and_5xx_are_retried(config_file: Path, hub: 
     assert digests(final_dir(volume)) == expected(source_dir)
 
 
-def test_corruption_is_refetched_once_then_fails_clearly(config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_corruption_is_refetched_once_then_fails_clearly(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     hub.inject("corrupt", "tokenizer.json", after=100, times=1)  # a non-LFS file: checked by its git blob id
     assert run_fetch(config_file, env=env_for(hub)).returncode == 0
     assert len(hub.file_requests("tokenizer.json")) == 2
@@ -138,14 +144,18 @@ def test_missing_repo_and_revision(tmp_path: Path, hub: HubServer, volume: Path)
 def test_unreachable_hub_says_so_after_the_retries(tmp_path: Path, volume: Path):
     with HubServer() as hub:
         dead = hub.url  # nothing listens here once the hub is stopped
-    proc = run_fetch(write_config(tmp_path / "d.yaml", "huggingface", REPO, volume, dead),
-                     env=clean_env(LLAMA_ASCEND_FETCH_RETRIES="2"))  # fmt: skip
+    proc = run_fetch(
+        write_config(tmp_path / "d.yaml", "huggingface", REPO, volume, dead),
+        env=clean_env(LLAMA_ASCEND_FETCH_RETRIES="2"),
+    )
     assert proc.returncode == 1
     assert f"huggingface model {REPO} revision main: (listing): failed after 2 retries" in proc.stderr
     assert f"check the network and the endpoint {dead}" in proc.stderr
 
 
-def test_killed_fetch_resumes_with_only_the_missing_bytes(config_file: Path, hub: HubServer, source_dir: Path, volume: Path):
+def test_killed_fetch_resumes_with_only_the_missing_bytes(
+    config_file: Path, hub: HubServer, source_dir: Path, volume: Path
+):
     total = sum((source_dir / name).stat().st_size for name in SELECTED)
     hub.inject("slow", None, times=-1, rate=3_000_000)
     proc = start_fetch(config_file, env=env_for(hub))
@@ -154,7 +164,9 @@ def test_killed_fetch_resumes_with_only_the_missing_bytes(config_file: Path, hub
     proc.wait()
     assert not final_dir(volume).exists()
     staging = final_dir(volume).parent / ".main.partial"
-    on_disk = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file() and p.name != ".llama-ascend-staging.json")
+    on_disk = sum(
+        p.stat().st_size for p in staging.rglob("*") if p.is_file() and p.name != ".llama-ascend-staging.json"
+    )
     assert on_disk > 0
     hub.clear_faults()
     mark = hub.mark()  # the killed process's connections may still be draining: count only new requests

@@ -15,6 +15,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from fetch_support import (
     SELECTED,
     clean_env,
@@ -56,7 +57,9 @@ def test_fetch_killed_at_random_points_ends_byte_identical(source: str, source_d
         kills = []
         kill_count = int(os.environ.get("FETCH_KILLS", KILLS[source]))
         for i in range(kill_count):
-            on_disk = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file() and p.name != ".llama-ascend-staging.json")
+            on_disk = sum(
+                p.stat().st_size for p in staging.rglob("*") if p.is_file() and p.name != ".llama-ascend-staging.json"
+            )
             remaining = max(1, total - on_disk)
             mark = hub.mark()
             proc = start_fetch(config, env=env)
@@ -83,4 +86,6 @@ def test_fetch_killed_at_random_points_ends_byte_identical(source: str, source_d
     assert not staging.exists() and not list(final.parent.glob(".*.lease"))
     # each kill may lose what was in flight (socket buffers, the last chunk), never a whole file's worth
     assert len(kills) == kill_count
-    assert moved < total + kill_count * (1 << 20), f"seed {seed}: {moved} bytes moved for a {total}-byte model; kills: {kills}"
+    assert moved < total + kill_count * (1 << 20), (
+        f"seed {seed}: {moved} bytes moved for a {total}-byte model; kills: {kills}"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -12,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fetch_support import ROOT, wait_for
 
+from fetch_support import ROOT, wait_for
 from llama_ascend.lease import Lease, LeaseLost
 
 HOLD = """
@@ -125,9 +126,11 @@ time.sleep(1.0)
 print("lost" if lease.lost else "kept", flush=True)
 lease.release()
 """
-    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(3)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(3)
+    ]
     outputs = [p.communicate(timeout=60)[0].split() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert all(out[1] == "kept" for out in outputs), outputs  # nobody had the lease taken away while holding it
     spans = sorted((float(out[0]), float(out[0]) + 1.0) for out in outputs)
-    assert all(a[1] <= b[0] + 0.05 for a, b in zip(spans, spans[1:], strict=False)), spans  # one at a time
+    assert all(a[1] <= b[0] + 0.05 for a, b in itertools.pairwise(spans)), spans  # one at a time

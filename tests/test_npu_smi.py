@@ -83,7 +83,9 @@ def test_degraded_health_is_kept_verbatim() -> None:
 
 
 def test_noise_around_the_table_is_tolerated() -> None:
-    text = "DrvMngGetConsoleLogLevel failed. (g_conLogLevel=3)\n\t\n" + fixture("910b3-8cards-one-busy.txt") + "\nCANN:\n"
+    text = (
+        "DrvMngGetConsoleLogLevel failed. (g_conLogLevel=3)\n\t\n" + fixture("910b3-8cards-one-busy.txt") + "\nCANN:\n"
+    )
     info = npu_smi.parse(text)
     assert len(info.chips) == 8
     assert any("DrvMngGetConsoleLogLevel" in note for note in info.notes)

@@ -20,10 +20,16 @@ TOOLKIT = "/usr/local/Ascend/ascend-toolkit/latest"
 CANN_ENV = {"ASCEND_TOOLKIT_HOME": TOOLKIT, "PATH": "/usr/bin"}
 # Llama-3.1-8B-Instruct's config.json (the fields preflight reads) and its four shards' real sizes.
 LLAMA_8B = {
-    "architectures": ["LlamaForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
-    "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8, "vocab_size": 128256,
-    "torch_dtype": "bfloat16", "tie_word_embeddings": False,
-}  # fmt: skip
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "torch_dtype": "bfloat16",
+    "tie_word_embeddings": False,
+}
 SHARDS = {
     "model-00001-of-00004.safetensors": 4976698672,
     "model-00002-of-00004.safetensors": 4999802720,
@@ -46,13 +52,17 @@ def make_model(directory: Path, shards: dict[str, int] = SHARDS) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(LLAMA_8B))
     (directory / "tokenizer.json").write_text("{}")
-    (directory / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {f"w{i}": n for i, n in enumerate(shards)}}))
+    (directory / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {f"w{i}": n for i, n in enumerate(shards)}})
+    )
     for name, size in shards.items():
         sparse_safetensors(directory / name, size)
     return directory
 
 
-def make_node(root: Path, cards=(0,), management=True, driver=True, version=True, cann=True, mem_available_kb=None) -> Path:
+def make_node(
+    root: Path, cards=(0,), management=True, driver=True, version=True, cann=True, mem_available_kb=None
+) -> Path:
     """A filesystem root with the device nodes, driver and CANN an Ascend container has."""
     (root / "dev").mkdir(parents=True, exist_ok=True)
     for card in cards:
@@ -180,13 +190,14 @@ def test_allocation_maps_to_logical_ids_and_cards_are_checked(tmp_path: Path) ->
     config = config_for(tmp_path, tensor_parallel_size=2)
     root = make_node(tmp_path / "root", cards=(4, 5))
     env = {**CANN_ENV, "ASCEND_VISIBLE_DEVICES": "4,5"}
-    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-8cards-one-busy.txt", environ=env,
-                                    annotations_path=tmp_path / "none")  # fmt: skip
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-8cards-one-busy.txt", environ=env, annotations_path=tmp_path / "none"
+    )
     assert preflight.failures(findings) == []
     [visible] = by_check(findings, "visible-devices")
     assert "serve sets ASCEND_RT_VISIBLE_DEVICES=0,1 for cards 4, 5" in visible.message
     assert [f.message.split(" (")[0] for f in by_check(findings, "card-health")] == ["card 4", "card 5"]
-    [hbm4, hbm5] = by_check(findings, "hbm")
+    [hbm4, _hbm5] = by_check(findings, "hbm")
     assert "per card at TP=2" in hbm4.message and "weights 7.5 GiB" in hbm4.message
 
 
@@ -279,7 +290,9 @@ def test_cpu_backend_ram_check_on_a_fake_meminfo(tmp_path: Path) -> None:
 
 def test_report_round_trip(tmp_path: Path) -> None:
     config = config_for(tmp_path)
-    findings = preflight.run_checks(config, make_node(tmp_path / "root"), NPU_SMI / "910b-reference-vllm.txt", environ=CANN_ENV)
+    findings = preflight.run_checks(
+        config, make_node(tmp_path / "root"), NPU_SMI / "910b-reference-vllm.txt", environ=CANN_ENV
+    )
     path = tmp_path / "cache" / "preflight.json"
     preflight.save_report(findings, path)
     data = preflight.load_report(path)
@@ -300,8 +313,17 @@ def test_cli_dev_profile_passes_on_this_machine(standin_model_dir: Path) -> None
 def test_cli_lists_all_failures_and_exits_3(tmp_path: Path) -> None:
     config = write_config(tmp_path, make_model(tmp_path / "model"))
     root = make_node(tmp_path / "root", cards=(0,), management=False)
-    done = cli("preflight", "--config", str(config), "--root", str(root), "--npu-smi-output",
-               str(NPU_SMI / "910b-reference-vllm.txt"), "--json", env={"ASCEND_TOOLKIT_HOME": TOOLKIT})  # fmt: skip
+    done = cli(
+        "preflight",
+        "--config",
+        str(config),
+        "--root",
+        str(root),
+        "--npu-smi-output",
+        str(NPU_SMI / "910b-reference-vllm.txt"),
+        "--json",
+        env={"ASCEND_TOOLKIT_HOME": TOOLKIT},
+    )
     assert done.returncode == 3, done.stderr
     data = json.loads(done.stdout)
     failed = {f["check"] for f in data["findings"] if not f["ok"] and f["severity"] == "error"}
@@ -315,9 +337,18 @@ def test_cli_table_and_summary(tmp_path: Path) -> None:
     config = write_config(tmp_path, make_model(tmp_path / "model"))
     root = make_node(tmp_path / "root", cards=(0,))
     report = tmp_path / "report.json"
-    done = cli("preflight", "--config", str(config), "--root", str(root), "--npu-smi-output",
-               str(NPU_SMI / "910b-reference-vllm.txt"), "--report", str(report),
-               env={"ASCEND_TOOLKIT_HOME": TOOLKIT, "COLUMNS": "200"})  # fmt: skip
+    done = cli(
+        "preflight",
+        "--config",
+        str(config),
+        "--root",
+        str(root),
+        "--npu-smi-output",
+        str(NPU_SMI / "910b-reference-vllm.txt"),
+        "--report",
+        str(report),
+        env={"ASCEND_TOOLKIT_HOME": TOOLKIT, "COLUMNS": "200"},
+    )
     assert done.returncode == 3
     assert "VLLMEngineCor" in done.stdout and "FAIL" in done.stdout
     assert done.stderr.strip().splitlines()[-1].startswith("error: preflight: 2 check(s) failed (card-busy, hbm)")

@@ -26,19 +26,34 @@ def test_golden_launch(profile, golden):
 def test_reference_command_matches_the_original_deployment():
     """The original 910B command, minus --trust-remote-code (off by default), plus what we manage."""
     argv = render(load_config(PROD_CONFIG, environ={})).argv
-    pairs = dict(zip(argv[3::2], argv[4::2]))
+    pairs = dict(zip(argv[3::2], argv[4::2], strict=False))
     assert argv[:3] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
     assert pairs["--model"] == "/models/modelscope/LLM-Research/Meta-Llama-3.1-8B-Instruct/master"
-    assert {k: pairs[k] for k in ("--dtype", "--tensor-parallel-size", "--max-model-len", "--max-num-seqs", "--port")} == {
-        "--dtype": "bfloat16", "--tensor-parallel-size": "1", "--max-model-len": "4096", "--max-num-seqs": "8", "--port": "8000"}
+    assert {
+        k: pairs[k] for k in ("--dtype", "--tensor-parallel-size", "--max-model-len", "--max-num-seqs", "--port")
+    } == {
+        "--dtype": "bfloat16",
+        "--tensor-parallel-size": "1",
+        "--max-model-len": "4096",
+        "--max-num-seqs": "8",
+        "--port": "8000",
+    }
     assert json.loads(pairs["--compilation-config"]) == {"cudagraph_mode": "PIECEWISE"}
     assert "--trust-remote-code" not in argv
 
 
 def test_options_render_as_flags():
-    config = load_config(PROD_CONFIG, [
-        "server.tensor_parallel_size=4", "server.quantization=ascend", "model.trust_remote_code=true",
-        "server.extra_args=[--enable-prefix-caching]", "server.compilation=FULL_DECODE_ONLY"], environ={})  # fmt: skip
+    config = load_config(
+        PROD_CONFIG,
+        [
+            "server.tensor_parallel_size=4",
+            "server.quantization=ascend",
+            "model.trust_remote_code=true",
+            "server.extra_args=[--enable-prefix-caching]",
+            "server.compilation=FULL_DECODE_ONLY",
+        ],
+        environ={},
+    )
     argv = render(config).argv
     assert argv[argv.index("--tensor-parallel-size") + 1] == "4"
     assert argv[argv.index("--quantization") + 1] == "ascend"

@@ -31,16 +31,32 @@ def test_serve_without_weights_exits_2(tmp_path):
 
 
 def test_serve_on_a_node_without_npu_exits_3_listing_every_failure(standin_model_dir):
-    result = cli("serve", "--dry-run", "--config", str(PROD_CONFIG),
-                 "--set", "model.source=local", "--set", f"model.path={standin_model_dir}")  # fmt: skip
+    result = cli(
+        "serve",
+        "--dry-run",
+        "--config",
+        str(PROD_CONFIG),
+        "--set",
+        "model.source=local",
+        "--set",
+        f"model.path={standin_model_dir}",
+    )
     assert result.returncode == 3, result.stderr
     assert "/dev/davinci_manager is missing" in result.stderr and "libascend_hal.so is missing" in result.stderr
     assert "vllm.entrypoints" not in result.stdout
 
 
 def test_serve_dry_run_prints_the_command_and_makes_cache_dirs(standin_model_dir, tmp_path):
-    result = cli("serve", "--dry-run", "--config", str(DEV_CONFIG), "--set", f"server.cache_dir={tmp_path}/c",
-                 "--set", f"server.port={free_port()}")  # fmt: skip
+    result = cli(
+        "serve",
+        "--dry-run",
+        "--config",
+        str(DEV_CONFIG),
+        "--set",
+        f"server.cache_dir={tmp_path}/c",
+        "--set",
+        f"server.port={free_port()}",
+    )
     assert result.returncode == 0, result.stderr
     assert "vllm.entrypoints.openai.api_server" in result.stdout and str(standin_model_dir) in result.stdout
     assert all((tmp_path / "c" / d).is_dir() for d in ("vllm", "inductor", "triton", "tmp"))
@@ -53,7 +69,9 @@ def test_dev_server_is_vllm_in_our_pid(dev_server):
     launch = render(load_config(DEV_CONFIG, dev_server.sets), python=sys.executable)
     cmdline = Path(f"/proc/{dev_server.process.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
     assert cmdline == launch.argv
-    environ = dict(item.split("=", 1) for item in Path(f"/proc/{dev_server.process.pid}/environ").read_text().split("\0") if item)
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{dev_server.process.pid}/environ").read_text().split("\0") if item
+    )
     assert launch.env.items() <= environ.items()
     assert environ["VLLM_API_KEY"] == dev_server.api_key
     assert b"CPU STAND-IN" in dev_server.log_path.read_bytes()
@@ -63,8 +81,14 @@ def test_dev_server_is_vllm_in_our_pid(dev_server):
 @pytest.mark.stops_server
 def test_sigterm_drains_in_flight_request_and_exits(dev_server):
     """SIGTERM while a request streams: the request completes, then the server exits cleanly within the drain."""
-    body = {"model": dev_server.model, "prompt": "Count from one to one hundred:", "max_tokens": 64,
-            "temperature": 0, "stream": True, "ignore_eos": True}  # fmt: skip
+    body = {
+        "model": dev_server.model,
+        "prompt": "Count from one to one hundred:",
+        "max_tokens": 64,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+    }
     events: list[str] = []
     headers = {"Authorization": f"Bearer {dev_server.api_key}"}
 

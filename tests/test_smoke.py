@@ -20,8 +20,9 @@ def test_smoke_passes_against_the_dev_server(dev_server):
 
 @pytest.mark.e2e
 def test_smoke_table_names_the_model(dev_server):
-    result = cli("smoke", "--url", dev_server.url, "--api-key", dev_server.api_key, "--model", dev_server.model,
-                 timeout=600)  # fmt: skip
+    result = cli(
+        "smoke", "--url", dev_server.url, "--api-key", dev_server.api_key, "--model", dev_server.model, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS" in result.stdout and "FAIL" not in result.stdout and dev_server.model in result.stdout
 

@@ -60,7 +60,7 @@ def test_reference_agrees_with_its_own_greedy_path(reference: verify.Reference) 
     ids = list(prompt)
     for _ in range(6):  # the reference's own greedy continuation, one token at a time
         ids.append(_top(reference, ids, 1)[0][0])
-    result = reference.compare(prompt, _completion(ids[len(prompt):]), "The capital of France is")
+    result = reference.compare(prompt, _completion(ids[len(prompt) :]), "The capital of France is")
     assert result.first_token_match and result.divergence is None
     assert result.common_prefix == 6 and result.verdict == "identical"
 
@@ -104,8 +104,18 @@ def test_server_stopping_early_is_a_difference(reference: verify.Reference) -> N
 @pytest.mark.e2e
 def test_verify_against_the_dev_server(dev_server, standin_model_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "verify.json"
-    done = cli("verify", "--url", dev_server.url, "--api-key", dev_server.api_key, "--reference-model",
-               str(standin_model_dir), "--output", str(output), timeout=900)  # fmt: skip
+    done = cli(
+        "verify",
+        "--url",
+        dev_server.url,
+        "--api-key",
+        dev_server.api_key,
+        "--reference-model",
+        str(standin_model_dir),
+        "--output",
+        str(output),
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads(output.read_text())
     assert data["passed"] is True

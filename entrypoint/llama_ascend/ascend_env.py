@@ -14,8 +14,8 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from llama_ascend.errors import PreflightFailed
 

@@ -25,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import httpx
 
@@ -43,13 +44,97 @@ VLLM_CLIENT = "vllm bench serve"
 BUILTIN_CLIENT = "llama-ascend async client"
 
 # Words for the async client's random prompts: common English words are about one token each.
-_WORDS = (
-    "time year people way day man thing woman life child world school state family student group country problem "
-    "hand part place case week company system program question work government number night point home water room "
-    "mother area money story fact month lot right study book eye job word business issue side kind head house "
-    "service friend father power hour game line end member law car city community name president team minute idea "
-    "kid body information back parent face others level office door health person art war history party result"
-).split()
+_WORDS = [
+    "time",
+    "year",
+    "people",
+    "way",
+    "day",
+    "man",
+    "thing",
+    "woman",
+    "life",
+    "child",
+    "world",
+    "school",
+    "state",
+    "family",
+    "student",
+    "group",
+    "country",
+    "problem",
+    "hand",
+    "part",
+    "place",
+    "case",
+    "week",
+    "company",
+    "system",
+    "program",
+    "question",
+    "work",
+    "government",
+    "number",
+    "night",
+    "point",
+    "home",
+    "water",
+    "room",
+    "mother",
+    "area",
+    "money",
+    "story",
+    "fact",
+    "month",
+    "lot",
+    "right",
+    "study",
+    "book",
+    "eye",
+    "job",
+    "word",
+    "business",
+    "issue",
+    "side",
+    "kind",
+    "head",
+    "house",
+    "service",
+    "friend",
+    "father",
+    "power",
+    "hour",
+    "game",
+    "line",
+    "end",
+    "member",
+    "law",
+    "car",
+    "city",
+    "community",
+    "name",
+    "president",
+    "team",
+    "minute",
+    "idea",
+    "kid",
+    "body",
+    "information",
+    "back",
+    "parent",
+    "face",
+    "others",
+    "level",
+    "office",
+    "door",
+    "health",
+    "person",
+    "art",
+    "war",
+    "history",
+    "party",
+    "result",
+]
 
 
 def num_prompts_for(concurrency: int, minimum: int = 8, maximum: int = 32) -> int:
@@ -139,8 +224,16 @@ def _prompts(dataset: str, count: int, input_len: int, seed: int = 0) -> list[st
     return [_random_prompt(rng, input_len) for _ in range(count)]
 
 
-async def _async_run(url: str, model: str, api_key: str | None, dataset: str, concurrency: int, num_prompts: int,
-                     input_len: int, output_len: int) -> Run:  # fmt: skip
+async def _async_run(
+    url: str,
+    model: str,
+    api_key: str | None,
+    dataset: str,
+    concurrency: int,
+    num_prompts: int,
+    input_len: int,
+    output_len: int,
+) -> Run:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
@@ -150,9 +243,14 @@ async def _async_run(url: str, model: str, api_key: str | None, dataset: str, co
 
         async def bounded(prompt: str) -> _Sample:
             body = {
-                "model": model, "prompt": prompt, "max_tokens": output_len, "temperature": 0, "ignore_eos": True,
-                "stream": True, "stream_options": {"include_usage": True},
-            }  # fmt: skip
+                "model": model,
+                "prompt": prompt,
+                "max_tokens": output_len,
+                "temperature": 0,
+                "ignore_eos": True,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
             async with gate:
                 return await _one_request(client, body)
 
@@ -164,14 +262,33 @@ async def _async_run(url: str, model: str, api_key: str | None, dataset: str, co
     tpot = [(s.latency - s.ttft) * 1000 / (s.output_tokens - 1) for s in good if s.output_tokens > 1]
     tokens = sum(s.output_tokens for s in good)
     return Run(
-        dataset, concurrency, num_prompts, len(good), len(samples) - len(good), duration, tokens,
-        tokens / duration, len(good) / duration, percentile(ttft, 50), percentile(ttft, 99),
-        percentile(tpot, 50), percentile(tpot, 99), BUILTIN_CLIENT,
-    )  # fmt: skip
+        dataset,
+        concurrency,
+        num_prompts,
+        len(good),
+        len(samples) - len(good),
+        duration,
+        tokens,
+        tokens / duration,
+        len(good) / duration,
+        percentile(ttft, 50),
+        percentile(ttft, 99),
+        percentile(tpot, 50),
+        percentile(tpot, 99),
+        BUILTIN_CLIENT,
+    )
 
 
-def builtin_run(url: str, model: str, api_key: str | None, dataset: str, concurrency: int, num_prompts: int,
-                input_len: int = INPUT_LEN, output_len: int = OUTPUT_LEN) -> Run:  # fmt: skip
+def builtin_run(
+    url: str,
+    model: str,
+    api_key: str | None,
+    dataset: str,
+    concurrency: int,
+    num_prompts: int,
+    input_len: int = INPUT_LEN,
+    output_len: int = OUTPUT_LEN,
+) -> Run:
     return asyncio.run(_async_run(url, model, api_key, dataset, concurrency, num_prompts, input_len, output_len))
 
 
@@ -185,22 +302,69 @@ def vllm_bench_available() -> bool:
         return False
 
 
-def _vllm_argv(url: str, model: str, tokenizer: str, dataset: str, concurrency: int, num_prompts: int,
-               input_len: int, output_len: int, result_dir: Path, name: str, reference_file: Path) -> list[str]:  # fmt: skip
+def _vllm_argv(
+    url: str,
+    model: str,
+    tokenizer: str,
+    dataset: str,
+    concurrency: int,
+    num_prompts: int,
+    input_len: int,
+    output_len: int,
+    result_dir: Path,
+    name: str,
+    reference_file: Path,
+) -> list[str]:
     argv = [
-        "--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
-        "--model", model, "--tokenizer", tokenizer,
-        "--num-prompts", str(num_prompts), "--max-concurrency", str(concurrency), "--ignore-eos",
-        "--temperature", "0", "--seed", "0",
-        "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
-        "--save-result", "--result-dir", str(result_dir), "--result-filename", name, "--disable-tqdm",
-    ]  # fmt: skip
+        "--backend",
+        "openai",
+        "--base-url",
+        url,
+        "--endpoint",
+        "/v1/completions",
+        "--model",
+        model,
+        "--tokenizer",
+        tokenizer,
+        "--num-prompts",
+        str(num_prompts),
+        "--max-concurrency",
+        str(concurrency),
+        "--ignore-eos",
+        "--temperature",
+        "0",
+        "--seed",
+        "0",
+        "--percentile-metrics",
+        "ttft,tpot,itl,e2el",
+        "--metric-percentiles",
+        "50,99",
+        "--save-result",
+        "--result-dir",
+        str(result_dir),
+        "--result-filename",
+        name,
+        "--disable-tqdm",
+    ]
     if dataset == "random":
-        argv += ["--dataset-name", "random", "--random-input-len", str(input_len), "--random-output-len", str(output_len)]
+        argv += [
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            str(input_len),
+            "--random-output-len",
+            str(output_len),
+        ]
     else:
         # The ShareGPT loader reads plain JSON (the `custom` one needs pandas); prompts are sent as they are.
-        argv += ["--dataset-name", "sharegpt", "--dataset-path", str(reference_file), "--sharegpt-output-len",
-                 str(output_len)]  # fmt: skip
+        argv += [
+            "--dataset-name",
+            "sharegpt",
+            "--dataset-path",
+            str(reference_file),
+            "--sharegpt-output-len",
+            str(output_len),
+        ]
     return argv
 
 
@@ -223,35 +387,63 @@ def _run_from_vllm(data: dict[str, Any], dataset: str, concurrency: int) -> Run:
     )
 
 
-def vllm_runs(url: str, model: str, tokenizer: str, plan: Sequence[tuple[str, int, int]], input_len: int,
-              output_len: int, api_key: str | None, timeout: float = 3600) -> list[Run]:  # fmt: skip
+def vllm_runs(
+    url: str,
+    model: str,
+    tokenizer: str,
+    plan: Sequence[tuple[str, int, int]],
+    input_len: int,
+    output_len: int,
+    api_key: str | None,
+    timeout: float = 3600,
+) -> list[Run]:
     """Run the plan [(dataset, concurrency, num_prompts), ...] with vLLM's benchmark in one subprocess."""
     from llama_ascend.verify import REFERENCE_PROMPTS
 
     with tempfile.TemporaryDirectory(prefix="llama-ascend-bench-") as scratch:
         work = Path(scratch)
         reference_file = work / "reference.json"
-        conversations = [{"conversations": [{"from": "human", "value": p}, {"from": "gpt", "value": ""}]}
-                         for p in REFERENCE_PROMPTS]  # fmt: skip
+        conversations = [
+            {"conversations": [{"from": "human", "value": p}, {"from": "gpt", "value": ""}]} for p in REFERENCE_PROMPTS
+        ]
         reference_file.write_text(json.dumps(conversations))
         batch = [
-            _vllm_argv(url, model, tokenizer, dataset, c, n, input_len, output_len, work, f"{dataset}-c{c}.json",
-                       reference_file)  # fmt: skip
+            _vllm_argv(
+                url,
+                model,
+                tokenizer,
+                dataset,
+                c,
+                n,
+                input_len,
+                output_len,
+                work,
+                f"{dataset}-c{c}.json",
+                reference_file,
+            )
             for dataset, c, n in plan
         ]
         (work / "plan.json").write_text(json.dumps(batch))
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "VLLM_USE_RUST_BENCH": "0"}
         if api_key:
             env["OPENAI_API_KEY"] = api_key  # vLLM's benchmark sends it as the bearer token
-        done = subprocess.run([sys.executable, "-m", "llama_ascend.bench", "vllm-batch", str(work / "plan.json")],
-                              capture_output=True, text=True, env=env, timeout=timeout, check=False)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "llama_ascend.bench", "vllm-batch", str(work / "plan.json")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
         runs = []
         for dataset, c, _ in plan:
             result = work / f"{dataset}-c{c}.json"
             if not result.is_file():
                 tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-                raise CheckFailed(f"vLLM's benchmark produced no result for {dataset} at concurrency {c} "
-                                  f"(exit {done.returncode}):\n{tail}")  # fmt: skip
+                raise CheckFailed(
+                    f"vLLM's benchmark produced no result for {dataset} at concurrency {c} "
+                    f"(exit {done.returncode}):\n{tail}"
+                )
             runs.append(_run_from_vllm(json.loads(result.read_text()), dataset, c))
         return runs
 
@@ -354,14 +546,18 @@ def _json_default(value: Any) -> Any:
 
 
 def runs_document(url: str, runs: Sequence[Run], **meta: Any) -> dict[str, Any]:
-    clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(r).items()} for r in runs]
+    clean = [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(r).items()} for r in runs
+    ]
     return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "url": url, **meta, "runs": clean}
 
 
 # ---------------------------------------------------------------------------------------- servers we start
 
 
-def raw_and_ours(config_path: str | Path, sets: Sequence[str], port: int, log_path: Path) -> tuple[server_process.ServerProcess, server_process.ServerProcess]:
+def raw_and_ours(
+    config_path: str | Path, sets: Sequence[str], port: int, log_path: Path
+) -> tuple[server_process.ServerProcess, server_process.ServerProcess]:
     """The same deployment started as vLLM's own command line (what render gives) and through `llama-ascend serve`."""
     from llama_ascend.config import load_config
     from llama_ascend.render import render
@@ -380,9 +576,15 @@ def raw_and_ours(config_path: str | Path, sets: Sequence[str], port: int, log_pa
     return raw, ours
 
 
-def overhead(config_path: str | Path, sets: Sequence[str] = (), rounds: int = 2, concurrency: int = 8,
-             num_prompts: int = 32, log_dir: Path | None = None,
-             progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:  # fmt: skip
+def overhead(
+    config_path: str | Path,
+    sets: Sequence[str] = (),
+    rounds: int = 2,
+    concurrency: int = 8,
+    num_prompts: int = 32,
+    log_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
     """raw `python -m vllm.entrypoints.openai.api_server` vs `llama-ascend serve`, same flags, alternating.
 
     Each start is timed to ready, then measured with the same random 128/64 load (one warm-up request first).
@@ -403,8 +605,14 @@ def overhead(config_path: str | Path, sets: Sequence[str] = (), rounds: int = 2,
                 run = builtin_run(server.url, model, None, "random", concurrency, num_prompts)
             finally:
                 server.stop()
-            samples[server.name].append({"ready_s": ready, "output_tok_s": run.output_throughput,
-                                         "ttft_p50_ms": run.ttft_p50_ms, "tpot_p50_ms": run.tpot_p50_ms})  # fmt: skip
+            samples[server.name].append(
+                {
+                    "ready_s": ready,
+                    "output_tok_s": run.output_throughput,
+                    "ttft_p50_ms": run.ttft_p50_ms,
+                    "tpot_p50_ms": run.tpot_p50_ms,
+                }
+            )
     return {
         "rounds": rounds,
         "concurrency": concurrency,
@@ -431,9 +639,15 @@ def overhead_statistics(samples: dict[str, list[dict[str, float]]], raw: str, ou
     }
 
 
-def cold_warm(config_path: str | Path, sets: Sequence[str] = (), cache_dir: Path | None = None, concurrency: int = 8,
-              num_prompts: int = 32, log_dir: Path | None = None,
-              progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:  # fmt: skip
+def cold_warm(
+    config_path: str | Path,
+    sets: Sequence[str] = (),
+    cache_dir: Path | None = None,
+    concurrency: int = 8,
+    num_prompts: int = 32,
+    log_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
     """Time-to-ready of `llama-ascend serve` with an empty compile cache, then again with the one it left; the warm
     server's throughput under the overhead benchmark's load shows what the compile buys."""
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="llama-ascend-coldwarm-"))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -229,7 +230,10 @@ def _known_keys(loc: Sequence[Any]) -> list[str]:
 def _describe(error: Mapping[str, Any], origins: Mapping[str, str], default_origin: str) -> str:
     loc = [str(part) for part in error["loc"]]
     dotted = ".".join(loc)
-    origin = next((origins[k] for k in (dotted, *(".".join(loc[:i]) for i in range(len(loc) - 1, 0, -1))) if k in origins), default_origin)
+    origin = next(
+        (origins[k] for k in (dotted, *(".".join(loc[:i]) for i in range(len(loc) - 1, 0, -1))) if k in origins),
+        default_origin,
+    )
     if error["type"] == "extra_forbidden":
         known = _known_keys(loc[:-1])
         close = difflib.get_close_matches(loc[-1], known, n=1)
@@ -302,4 +306,6 @@ def _check_extra_args(config: Config, origin: str) -> None:
         short = flag[:2] if not flag.startswith("--") else flag  # -O3, -q=awq
         managed = MANAGED_FLAGS.get(flag) or MANAGED_FLAGS.get(base) or MANAGED_FLAGS.get(short)
         if managed:
-            raise ConfigError(f"{origin}: server.extra_args: {arg!r} duplicates the managed key {managed}; set that key instead")
+            raise ConfigError(
+                f"{origin}: server.extra_args: {arg!r} duplicates the managed key {managed}; set that key instead"
+            )

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 ANNOTATION_KEY = "huawei.com/AscendReal"
 ANNOTATIONS_ENV = "LLAMA_ASCEND_POD_ANNOTATIONS"

@@ -12,9 +12,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -138,7 +138,7 @@ class NpuCollector(Collector):
         return []  # collected on demand; nothing to check at registration
 
     def collect(self) -> Iterator[Metric]:
-        info, error, duration = self._reading()
+        info, _error, duration = self._reading()
         up = GaugeMetricFamily("llama_ascend_npu_smi_up", "1 if the last `npu-smi info` was read and parsed, else 0")
         up.add_metric([], 0.0 if info is None else 1.0)
         yield up
@@ -192,8 +192,19 @@ class NpuCollector(Collector):
                     proc_info.add_metric([*labels, "", ""], 0.0)
                 for process in processes:
                     proc_info.add_metric([*labels, str(process.pid), ""], float(process.memory_mb or 0))
-        yield from (names, health, power, temperature, utilization, hbm_used, hbm_total, ddr_used, ddr_total,
-                    proc_num, proc_info)  # fmt: skip
+        yield from (
+            names,
+            health,
+            power,
+            temperature,
+            utilization,
+            hbm_used,
+            hbm_total,
+            ddr_used,
+            ddr_total,
+            proc_num,
+            proc_info,
+        )
 
 
 class DeploymentCollector(Collector):
@@ -287,7 +298,9 @@ def build_registry(
     return registry
 
 
-def serve_forever(registry: CollectorRegistry, host: str, port: int, ready: Callable[[int], None] | None = None) -> None:
+def serve_forever(
+    registry: CollectorRegistry, host: str, port: int, ready: Callable[[int], None] | None = None
+) -> None:
     """Serve /metrics until SIGTERM/SIGINT."""
     import signal
 
@@ -305,6 +318,8 @@ def serve_forever(registry: CollectorRegistry, host: str, port: int, ready: Call
     thread.join(timeout=5)
 
 
-def table_reader(npu_smi_output: str | os.PathLike[str] | None, binary: str | None = None) -> Callable[[], npu_smi.NpuSmiInfo]:
+def table_reader(
+    npu_smi_output: str | os.PathLike[str] | None, binary: str | None = None
+) -> Callable[[], npu_smi.NpuSmiInfo]:
     """Re-reads the saved output file on every call (so it can be replaced), or runs npu-smi."""
     return lambda: npu_smi.read(npu_smi_output, binary=binary)

@@ -36,9 +36,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from llama_ascend import __version__
@@ -400,9 +400,24 @@ class Progress:
 
     def _bar(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import (
+            Progress as Bar,
+        )
 
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
         with Bar(*columns, console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task(self.label, total=self.total, completed=self.done)
             while not self._stop.wait(0.2):
@@ -617,8 +632,12 @@ def write_metrics(config: Config, seconds: float, result: FetchResult | None, fa
     }
     gauges = {
         METRIC_DURATION: Gauge(METRIC_DURATION, "Duration of the last fetch", labels, registry=registry),
-        METRIC_MODEL_BYTES: Gauge(METRIC_MODEL_BYTES, "Size of the complete model on the volume", labels, registry=registry),
-        METRIC_LAST_SUCCESS: Gauge(METRIC_LAST_SUCCESS, "Unix time of the last successful fetch", labels, registry=registry),
+        METRIC_MODEL_BYTES: Gauge(
+            METRIC_MODEL_BYTES, "Size of the complete model on the volume", labels, registry=registry
+        ),
+        METRIC_LAST_SUCCESS: Gauge(
+            METRIC_LAST_SUCCESS, "Unix time of the last successful fetch", labels, registry=registry
+        ),
     }
     try:
         previous = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -661,9 +680,18 @@ def _complete_result(config: Config, started: float, waited: float = 0.0) -> Fet
     marker = _read_json(Layout(config.model_dir).marker) or {}
     files = marker.get("files") or {}
     return FetchResult(
-        config.model_dir, config.model.source, config.model.id, config.model.effective_revision, marker.get("commit"),
-        len(files), sum(int(r.get("size", 0)) for r in files.values()), 0, time.monotonic() - started, True, waited,
-    )  # fmt: skip
+        config.model_dir,
+        config.model.source,
+        config.model.id,
+        config.model.effective_revision,
+        marker.get("commit"),
+        len(files),
+        sum(int(r.get("size", 0)) for r in files.values()),
+        0,
+        time.monotonic() - started,
+        True,
+        waited,
+    )
 
 
 def _verify_local(config: Config, started: float) -> FetchResult:
@@ -672,8 +700,18 @@ def _verify_local(config: Config, started: float) -> FetchResult:
     if problems:
         raise ConfigError(f"model.path: {directory} is not a usable model dir: " + "; ".join(problems))
     files = [p for p in directory.rglob("*") if p.is_file()]
-    return FetchResult(directory, "local", str(directory), "", None, len(files), sum(p.stat().st_size for p in files), 0,
-                       time.monotonic() - started, True)  # fmt: skip
+    return FetchResult(
+        directory,
+        "local",
+        str(directory),
+        "",
+        None,
+        len(files),
+        sum(p.stat().st_size for p in files),
+        0,
+        time.monotonic() - started,
+        True,
+    )
 
 
 def _verify_offline(config: Config, started: float) -> FetchResult:
@@ -697,8 +735,10 @@ def _verify_offline(config: Config, started: float) -> FetchResult:
     if not _same_selection(marker, config):
         log.warning(
             "offline: %s was fetched with allow_patterns=%s ignore_patterns=%s, not the configured ones; using it as it is",
-            what, marker.get("allow_patterns"), marker.get("ignore_patterns"),
-        )  # fmt: skip
+            what,
+            marker.get("allow_patterns"),
+            marker.get("ignore_patterns"),
+        )
     return _complete_result(config, started)
 
 
@@ -722,8 +762,9 @@ def fetch(config: Config, offline: bool = False, progress: bool = True) -> Fetch
         return result
     except LeaseLost:
         failure = "lease"
-        raise FetchFailed(f"{config.model_dir}: another fetcher took over while this one stalled; run fetch again",
-                          "lease") from None  # fmt: skip
+        raise FetchFailed(
+            f"{config.model_dir}: another fetcher took over while this one stalled; run fetch again", "lease"
+        ) from None
     except LlamaAscendError as exc:
         failure = getattr(exc, "reason", "config" if isinstance(exc, ConfigError) else "other")
         raise
@@ -748,8 +789,12 @@ def fetch(config: Config, offline: bool = False, progress: bool = True) -> Fetch
 def _stop_writing(layout: Layout) -> None:
     """This process stalled (e.g. a paused VM) longer than the lease timeout and another fetcher took over: stop at
     once, from the heartbeat thread, so that only one process writes into the .partial dir."""
-    print(f"error: {layout.final}: another fetcher took the lease over while this one was stalled; stopping so that "
-          "only one writes (the other one completes the fetch)", file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"error: {layout.final}: another fetcher took the lease over while this one was stalled; stopping so that "
+        "only one writes (the other one completes the fetch)",
+        file=sys.stderr,
+        flush=True,
+    )
     os._exit(1)
 
 
@@ -758,8 +803,13 @@ def _fetch_online(config: Config, progress: bool, started: float) -> FetchResult
     what = f"{config.model.source} {config.model.id}@{config.model.effective_revision}"
     stale = _env_number(ENV_LEASE_STALE, 60)
     heartbeat = max(0.05, min(5.0, stale / 6))
-    lease = Lease(layout.lease, purpose=f"fetch {what}", stale_after=stale, heartbeat=heartbeat,
-                  on_lost=lambda: _stop_writing(layout))  # fmt: skip
+    lease = Lease(
+        layout.lease,
+        purpose=f"fetch {what}",
+        stale_after=stale,
+        heartbeat=heartbeat,
+        on_lost=lambda: _stop_writing(layout),
+    )
     layout.final.parent.mkdir(parents=True, exist_ok=True)
     lease.acquire(on_wait=lambda holder: log.info("%s is being fetched by %s; waiting for it", what, describe(holder)))
     try:
@@ -787,11 +837,21 @@ def _fetch_online(config: Config, progress: bool, started: float) -> FetchResult
             present = plan.total - sum(f.size for f in missing) + sum(plan.partial.values())
             log.info(
                 "%s: %d files, %s; %d to download (%s%s) into %s",
-                what, len(files), _gb(plan.total), len(missing), _gb(plan.need),
-                f", resuming {_gb(sum(plan.partial.values()))}" if plan.partial else "", layout.final,
-            )  # fmt: skip
-            bar = Progress(f"fetch {config.model.id}", plan.total, present, _progress_mode(progress),
-                           _env_number(ENV_LOG_INTERVAL, 15))  # fmt: skip
+                what,
+                len(files),
+                _gb(plan.total),
+                len(missing),
+                _gb(plan.need),
+                f", resuming {_gb(sum(plan.partial.values()))}" if plan.partial else "",
+                layout.final,
+            )
+            bar = Progress(
+                f"fetch {config.model.id}",
+                plan.total,
+                present,
+                _progress_mode(progress),
+                _env_number(ENV_LOG_INTERVAL, 15),
+            )
             if missing:
                 try:
                     with bar, _Flusher(layout.staging):
@@ -804,12 +864,24 @@ def _fetch_online(config: Config, progress: bool, started: float) -> FetchResult
             locate = lambda p: (layout.staging if p in fetched else layout.final) / p  # noqa: E731
             problems = _weights_problems(locate, [f.path for f in files])
             if problems:
-                raise FetchFailed(f"{source.what}: the fetched weights are not loadable: " + "; ".join(problems), "integrity")
+                raise FetchFailed(
+                    f"{source.what}: the fetched weights are not loadable: " + "; ".join(problems), "integrity"
+                )
             _commit(layout, plan, manifest, config, lease)
     finally:
         lease.release()
     seconds = time.monotonic() - started
     return FetchResult(
-        layout.final, config.model.source, config.model.id, config.model.effective_revision, manifest.commit,
-        len(files), plan.total, bar.moved, seconds, False, lease.waited, len(missing),
-    )  # fmt: skip
+        layout.final,
+        config.model.source,
+        config.model.id,
+        config.model.effective_revision,
+        manifest.commit,
+        len(files),
+        plan.total,
+        bar.moved,
+        seconds,
+        False,
+        lease.waited,
+        len(missing),
+    )

@@ -14,9 +14,9 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from llama_ascend import __version__
@@ -58,7 +58,9 @@ def resolve_token(config: Config, environ: Mapping[str, str] | None = None) -> s
         try:
             value = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            raise ConfigError(f"model.token_file: {path} does not exist (mount the token there, or set ${m.token_env})") from None
+            raise ConfigError(
+                f"model.token_file: {path} does not exist (mount the token there, or set ${m.token_env})"
+            ) from None
         except OSError as exc:
             raise ConfigError(f"model.token_file: cannot read {path} ({exc.strerror or exc})") from None
         if not value:
@@ -119,7 +121,9 @@ class _Source:
         self.token = token
         self.repo_id = config.model.id
         self.revision = config.model.effective_revision
-        self.endpoint = (config.model.endpoint or os.environ.get(self.endpoint_env) or self.default_endpoint).rstrip("/")
+        self.endpoint = (config.model.endpoint or os.environ.get(self.endpoint_env) or self.default_endpoint).rstrip(
+            "/"
+        )
         self.retries = int(_env_number(ENV_RETRIES, 5))
         self.workers = max(1, int(_env_number(ENV_WORKERS, 4)))
 
@@ -156,7 +160,9 @@ class _Source:
             )
         else:
             hint = "the token was rejected: check that it is valid and not expired"
-        return _config_error(f"{self.what}{where}: access denied by {self.endpoint} (HTTP {status or '401/403'}); {hint}", "auth")
+        return _config_error(
+            f"{self.what}{where}: access denied by {self.endpoint} (HTTP {status or '401/403'}); {hint}", "auth"
+        )
 
     def network(self, file: str | None, cause: str, timeout: bool) -> FetchFailed:
         where = f" {file}" if file else " (listing)"
@@ -199,12 +205,16 @@ class _ModelScope(_Source):
         try:
             from modelscope_hub import HubApi
         except ImportError:
-            raise FetchFailed("the ModelScope client is not installed: pip install 'modelscope>=1.38'", "other") from None
+            raise FetchFailed(
+                "the ModelScope client is not installed: pip install 'modelscope>=1.38'", "other"
+            ) from None
         self.api = HubApi(endpoint=config.model.endpoint, token=token)
 
     def manifest(self) -> Manifest:
         try:
-            raw = self.api.legacy.list_repo_files(repo_id=self.repo_id, repo_type="model", revision=self.revision, recursive=True)
+            raw = self.api.legacy.list_repo_files(
+                repo_id=self.repo_id, repo_type="model", revision=self.revision, recursive=True
+            )
         except Exception as exc:  # the client's errors are its own classes; map them
             raise self.error(exc, None) from None
         files, commit = [], None
@@ -267,14 +277,17 @@ class _ModelScope(_Source):
         if isinstance(exc, (ms.NetworkError, TimeoutError)):
             chain = _chain(exc)
             timeout = any(
-                isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ or "timed out" in str(e).lower() for e in chain
+                isinstance(e, TimeoutError) or "Timeout" in type(e).__name__ or "timed out" in str(e).lower()
+                for e in chain
             )
             cause = "read timeout" if timeout else type(chain[-1]).__name__
             return self.network(file, cause, timeout)
         if isinstance(exc, ms.HubError):
             return FetchFailed(f"{self.what}: {file or '(listing)'}: {exc}", "other")
         if isinstance(exc, OSError):
-            return FetchFailed(f"{self.what}: {file or ''}: {exc.strerror or exc} ({getattr(exc, 'filename', '')})", "other")
+            return FetchFailed(
+                f"{self.what}: {file or ''}: {exc.strerror or exc} ({getattr(exc, 'filename', '')})", "other"
+            )
         return FetchFailed(f"{self.what}: {file or '(listing)'}: {type(exc).__name__}: {exc}", "other")
 
 
@@ -298,8 +311,9 @@ class _HuggingFace(_Source):
         except ImportError:
             raise FetchFailed("the HuggingFace client is not installed: pip install huggingface_hub", "other") from None
         self.hf = huggingface_hub
-        self.api = huggingface_hub.HfApi(endpoint=self.endpoint, token=token or False, library_name="llama-ascend",
-                                         library_version=__version__)  # fmt: skip
+        self.api = huggingface_hub.HfApi(
+            endpoint=self.endpoint, token=token or False, library_name="llama-ascend", library_version=__version__
+        )
         self.commit: str | None = None
         self.max_delay = _env_number(ENV_RETRY_MAX_DELAY, 30)
         self.timeout = _env_number(ENV_TIMEOUT, 60)
@@ -323,7 +337,9 @@ class _HuggingFace(_Source):
         if status == 404:
             return self.not_found(file or "")
         if status is not None and status < 500 and status not in (408, 429):
-            return FetchFailed(f"{self.what}: {file or '(listing)'}: HTTP {status}: {str(exc).splitlines()[0]}", "other")
+            return FetchFailed(
+                f"{self.what}: {file or '(listing)'}: HTTP {status}: {str(exc).splitlines()[0]}", "other"
+            )
         return None
 
     def _with_retries(self, what: str | None, call: Callable[[], Any]) -> Any:
@@ -346,20 +362,37 @@ class _HuggingFace(_Source):
                 cause = str(failure).splitlines()[0] if isinstance(failure, _Retry) else type(failure).__name__
                 raise self.network(what, cause, timeout) from None
             delay = min(self.max_delay, 2.0 ** (attempt - 1)) if attempt > 1 else 0.0
-            log.warning("%s: %s failed (%s), retry %d/%d in %.0fs", self.repo_id, what or "listing", failure, attempt,
-                        self.retries, delay)  # fmt: skip
+            log.warning(
+                "%s: %s failed (%s), retry %d/%d in %.0fs",
+                self.repo_id,
+                what or "listing",
+                failure,
+                attempt,
+                self.retries,
+                delay,
+            )
             time.sleep(delay)
 
     def manifest(self) -> Manifest:
         from huggingface_hub.hf_api import RepoFile
 
-        info = self._with_retries(None, lambda: self.api.repo_info(self.repo_id, revision=self.revision, repo_type="model"))
+        info = self._with_retries(
+            None, lambda: self.api.repo_info(self.repo_id, revision=self.revision, repo_type="model")
+        )
         self.commit = info.sha
         tree = self._with_retries(
-            None, lambda: list(self.api.list_repo_tree(self.repo_id, recursive=True, revision=self.commit, repo_type="model"))
+            None,
+            lambda: list(
+                self.api.list_repo_tree(self.repo_id, recursive=True, revision=self.commit, repo_type="model")
+            ),
         )
         files = [
-            RemoteFile(f.path, int(f.size), f.lfs.sha256 if f.lfs is not None else None, None if f.lfs is not None else f.blob_id)
+            RemoteFile(
+                f.path,
+                int(f.size),
+                f.lfs.sha256 if f.lfs is not None else None,
+                None if f.lfs is not None else f.blob_id,
+            )
             for f in tree
             if isinstance(f, RepoFile)
         ]
@@ -369,14 +402,19 @@ class _HuggingFace(_Source):
         import requests  # urllib3 reads 1 MiB at a time and hands over what it got when a connection drops
 
         session = requests.Session()
-        session.headers.update(self.hf.utils.build_hf_headers(token=self.token or False, library_name="llama-ascend",
-                                                              library_version=__version__))  # fmt: skip
+        session.headers.update(
+            self.hf.utils.build_hf_headers(
+                token=self.token or False, library_name="llama-ascend", library_version=__version__
+            )
+        )
         session.headers["Accept-Encoding"] = "identity"
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=self.workers, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         with session, ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fetch") as pool:
-            futures = [pool.submit(self._get, session, f, staging, progress) for f in sorted(files, key=lambda f: -f.size)]
+            futures = [
+                pool.submit(self._get, session, f, staging, progress) for f in sorted(files, key=lambda f: -f.size)
+            ]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
@@ -453,8 +491,10 @@ class _HuggingFace(_Source):
                 with tmp.open(mode) as fh:
                     for chunk in _received(resp):
                         if have + len(chunk) > rf.size:
-                            raise FetchFailed(f"{self.what}: {rf.path}: the hub sent more than the listed {rf.size} bytes",
-                                              "integrity")  # fmt: skip
+                            raise FetchFailed(
+                                f"{self.what}: {rf.path}: the hub sent more than the listed {rf.size} bytes",
+                                "integrity",
+                            )
                         fh.write(chunk)
                         digest.update(chunk)
                         have += len(chunk)

@@ -15,6 +15,7 @@ true, `on_lost` is called, and the work must not be committed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -22,8 +23,8 @@ import socket
 import threading
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -199,10 +200,8 @@ class Lease:
             self.took_over_live = self.took_over_live or maybe_alive
             return
         # We moved a lease that changed after we judged it (a new holder): put it back if nobody took its place.
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(aside, self.path)
-        except FileExistsError:
-            pass
         aside.unlink(missing_ok=True)
 
     def _read_holder(self) -> dict[str, Any]:
@@ -233,7 +232,9 @@ class Lease:
 
     def check(self) -> None:
         if self.lost:
-            raise LeaseLost(f"{self.path}: another process took the lease over (we stalled longer than {self.stale_after:.0f}s)")
+            raise LeaseLost(
+                f"{self.path}: another process took the lease over (we stalled longer than {self.stale_after:.0f}s)"
+            )
 
     def release(self) -> None:
         self._stop.set()

@@ -12,9 +12,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 # Where npu-smi lives when it is not on PATH (the host's copy mounted into the container, or the driver's tools).
 NPU_SMI_PATHS = ("/usr/local/bin/npu-smi", "/usr/local/sbin/npu-smi", "/usr/local/Ascend/driver/tools/npu-smi")
@@ -196,7 +196,7 @@ def parse(text: str) -> NpuSmiInfo:
                     raise ValueError("a chip row (with the Bus-Id) without the NPU row above it")
                 ids = _ints(cells[0])
                 scalars, fractions = _split_readings(cells[2])
-                readings: dict[str, tuple[str, str]] = dict(zip(layout.fractions, fractions))
+                readings: dict[str, tuple[str, str]] = dict(zip(layout.fractions, fractions, strict=False))
                 memory, hbm = readings.get("memory"), readings.get("hbm")
                 chips.append(
                     Chip(
@@ -349,7 +349,9 @@ def run(args: Sequence[str] = ("info",), binary: str | None = None, timeout: flo
     if done.returncode != 0:
         output = (done.stdout + "\n" + done.stderr).strip()
         error = error_from_output(output)
-        error.args = (f"`{binary} {' '.join(args)}` exited {done.returncode}: {output.splitlines()[0] if output else ''}",)
+        error.args = (
+            f"`{binary} {' '.join(args)}` exited {done.returncode}: {output.splitlines()[0] if output else ''}",
+        )
         raise error
     return done.stdout
 

@@ -13,9 +13,10 @@ import math
 import os
 import socket
 import time
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Collection, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from llama_ascend import devices, npu_smi
 from llama_ascend.config import Config
@@ -208,8 +209,11 @@ def check_weights(config: Config) -> Finding:
         )
     problems = fetch.local_problems(model_dir)  # what is wrong with the files themselves
     if config.model.source != "local":
-        problems.insert(0, "no matching completion marker from `llama-ascend fetch` (not fetched for this "
-                        "id/revision/patterns, or files changed since)")  # fmt: skip
+        problems.insert(
+            0,
+            "no matching completion marker from `llama-ascend fetch` (not fetched for this "
+            "id/revision/patterns, or files changed since)",
+        )
     shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
     return _fail(
         "weights",
@@ -238,7 +242,9 @@ def _meminfo(root: Path) -> dict[str, int]:
 def check_ram(config: Config, root: Path, environ: Mapping[str, str]) -> list[Finding]:
     fp = footprint(config)
     if fp is None:
-        return [_fail("ram", "cannot size the model: no readable config.json", fix=_fetch_fix(config), severity="warning")]
+        return [
+            _fail("ram", "cannot size the model: no readable config.json", fix=_fetch_fix(config), severity="warning")
+        ]
     kv_space = int(environ.get("VLLM_CPU_KVCACHE_SPACE") or config.server.cpu_kvcache_space) * GiB
     need = fp.weight_bytes + kv_space + CPU_RUNTIME_OVERHEAD
     available = _meminfo(root).get("MemAvailable")
@@ -257,9 +263,12 @@ def check_ram(config: Config, root: Path, environ: Mapping[str, str]) -> list[Fi
         )
     else:
         findings.append(
-            _ok("ram", f"{_gib(available)} RAM available >= ~{_gib(need)} needed "
-                f"(weights {_gib(fp.weight_bytes)} + KV cache {_gib(kv_space)} + runtime {_gib(CPU_RUNTIME_OVERHEAD)})")
-        )  # fmt: skip
+            _ok(
+                "ram",
+                f"{_gib(available)} RAM available >= ~{_gib(need)} needed "
+                f"(weights {_gib(fp.weight_bytes)} + KV cache {_gib(kv_space)} + runtime {_gib(CPU_RUNTIME_OVERHEAD)})",
+            )
+        )
     one_sequence = fp.kv_bytes(config.server.max_model_len)
     all_sequences = fp.kv_bytes(config.server.max_model_len * config.server.max_num_seqs)
     if one_sequence > kv_space:
@@ -283,8 +292,13 @@ def check_ram(config: Config, root: Path, environ: Mapping[str, str]) -> list[Fi
             )
         )
     else:
-        findings.append(_ok("kv-cache", f"KV cache {_gib(kv_space)} holds {config.server.max_num_seqs} x "
-                            f"{config.server.max_model_len} tokens ({_gib(all_sequences)})"))  # fmt: skip
+        findings.append(
+            _ok(
+                "kv-cache",
+                f"KV cache {_gib(kv_space)} holds {config.server.max_num_seqs} x "
+                f"{config.server.max_model_len} tokens ({_gib(all_sequences)})",
+            )
+        )
     return findings
 
 
@@ -380,9 +394,12 @@ def select_cards(
             env = devices.runtime_device_env(environ, annotations_path, root)
             if env:
                 findings.append(
-                    _ok("visible-devices", f"serve sets {devices.RT_VISIBLE_ENV}={env[devices.RT_VISIBLE_ENV]} "
-                        f"for cards {', '.join(map(str, mounted))}")
-                )  # fmt: skip
+                    _ok(
+                        "visible-devices",
+                        f"serve sets {devices.RT_VISIBLE_ENV}={env[devices.RT_VISIBLE_ENV]} "
+                        f"for cards {', '.join(map(str, mounted))}",
+                    )
+                )
         return mounted, findings
 
     if rt_value:
@@ -400,16 +417,19 @@ def select_cards(
                     f"({', '.join(f'davinci{c}' for c in present)}) from 0",
                     cause="physical card ids used where the runtime expects logical ones (inside a container the "
                     "first mounted card is 0)",
-                    fix=f"set {devices.RT_VISIBLE_ENV}={','.join(map(str, range(min(tp, len(present)))))} "
-                    "or unset it",
+                    fix=f"set {devices.RT_VISIBLE_ENV}={','.join(map(str, range(min(tp, len(present)))))} or unset it",
                 )
             ]
         chosen = [present[i] for i in logical]
         return chosen, [_ok("visible-devices", f"{devices.RT_VISIBLE_ENV}={rt_value} -> cards {chosen}")]
 
     chosen = present[:tp]
-    return chosen, [_ok("device-nodes", f"cards {', '.join(map(str, chosen))} visible (no allocation given: "
-                        f"the runtime uses the first {tp})")]  # fmt: skip
+    return chosen, [
+        _ok(
+            "device-nodes",
+            f"cards {', '.join(map(str, chosen))} visible (no allocation given: the runtime uses the first {tp})",
+        )
+    ]
 
 
 def check_tp(config: Config, cards: list[int], root: Path) -> Finding:
@@ -431,7 +451,9 @@ def check_tp(config: Config, cards: list[int], root: Path) -> Finding:
 def check_driver(root: Path) -> list[Finding]:
     driver = root / DRIVER_DIR
     findings = []
-    hal = next((driver / d / "libascend_hal.so" for d in HAL_LIBRARY_DIRS if (driver / d / "libascend_hal.so").exists()), None)
+    hal = next(
+        (driver / d / "libascend_hal.so" for d in HAL_LIBRARY_DIRS if (driver / d / "libascend_hal.so").exists()), None
+    )
     if hal is None:
         findings.append(
             _fail(
@@ -447,7 +469,11 @@ def check_driver(root: Path) -> list[Finding]:
     version_file = driver / "version.info"
     try:
         version = next(
-            (line.split("=", 1)[1].strip() for line in version_file.read_text().splitlines() if line.startswith("Version=")),
+            (
+                line.split("=", 1)[1].strip()
+                for line in version_file.read_text().splitlines()
+                if line.startswith("Version=")
+            ),
             "unknown",
         )
         findings.append(_ok("driver", f"driver version {version} ({version_file.relative_to(root)})"))
@@ -524,9 +550,7 @@ def _reserved_mb(chip: npu_smi.Chip, processes: list[npu_smi.Process] | None) ->
     return max(used - held, 0), held
 
 
-def check_cards(
-    config: Config, cards: list[int], info: npu_smi.NpuSmiInfo, fp: ModelFootprint | None
-) -> list[Finding]:
+def check_cards(config: Config, cards: list[int], info: npu_smi.NpuSmiInfo, fp: ModelFootprint | None) -> list[Finding]:
     findings: list[Finding] = []
     tp = config.server.tensor_parallel_size
     util = config.server.gpu_memory_utilization
@@ -571,9 +595,12 @@ def check_cards(
             )
         elif processes is None:
             findings.append(
-                _fail("card-busy", f"{label}: npu-smi shows no process table; cannot tell if another workload "
-                      "holds the card", severity="warning")
-            )  # fmt: skip
+                _fail(
+                    "card-busy",
+                    f"{label}: npu-smi shows no process table; cannot tell if another workload holds the card",
+                    severity="warning",
+                )
+            )
         else:
             findings.append(_ok("card-busy", f"{label} has no running process"))
 
@@ -602,9 +629,13 @@ def check_cards(
             )
         if fp is None:
             findings.append(
-                _fail("hbm", f"{summary}; cannot size the model (no config.json yet)", fix=_fetch_fix(config),
-                      severity="warning")
-            )  # fmt: skip
+                _fail(
+                    "hbm",
+                    f"{summary}; cannot size the model (no config.json yet)",
+                    fix=_fetch_fix(config),
+                    severity="warning",
+                )
+            )
             continue
         kv = fp.kv_bytes(config.server.max_model_len * config.server.max_num_seqs)
         need = fp.weight_bytes / tp + kv / tp + ASCEND_RUNTIME_OVERHEAD
@@ -675,7 +706,9 @@ def run_checks(
         findings.append(_fail("npu-smi", str(exc), cause=exc.cause, fix=exc.fix))
         return findings
     source = f"{npu_smi_output}" if npu_smi_output else "npu-smi info"
-    findings.append(_ok("npu-smi", f"{source}: {len(info.chips)} chip(s)" + (f", npu-smi {info.version}" if info.version else "")))
+    findings.append(
+        _ok("npu-smi", f"{source}: {len(info.chips)} chip(s)" + (f", npu-smi {info.version}" if info.version else ""))
+    )
     findings += check_cards(config, cards, info, footprint(config))
     return findings
 

@@ -23,7 +23,7 @@ class Launch:
 
     def shell(self) -> str:
         assignments = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
-        assignments += [f"{k}=\"${v}\"" for k, v in self.secret_env.items()]
+        assignments += [f'{k}="${v}"' for k, v in self.secret_env.items()]
         return " \\\n  ".join([*assignments, shlex.join(self.argv)])
 
     def as_json(self) -> str:
@@ -33,17 +33,28 @@ class Launch:
 def render(config: Config, python: str = "python3") -> Launch:
     server = config.server
     argv = [
-        python, "-m", SERVER_MODULE,
-        "--model", str(config.model_dir),
-        "--served-model-name", config.model.served_name,
-        "--host", server.host,
-        "--port", str(server.port),
-        "--dtype", server.dtype,
-        "--tensor-parallel-size", str(server.tensor_parallel_size),
-        "--max-model-len", str(server.max_model_len),
-        "--max-num-seqs", str(server.max_num_seqs),
-        "--shutdown-timeout", str(server.shutdown_timeout),
-    ]  # fmt: skip
+        python,
+        "-m",
+        SERVER_MODULE,
+        "--model",
+        str(config.model_dir),
+        "--served-model-name",
+        config.model.served_name,
+        "--host",
+        server.host,
+        "--port",
+        str(server.port),
+        "--dtype",
+        server.dtype,
+        "--tensor-parallel-size",
+        str(server.tensor_parallel_size),
+        "--max-model-len",
+        str(server.max_model_len),
+        "--max-num-seqs",
+        str(server.max_num_seqs),
+        "--shutdown-timeout",
+        str(server.shutdown_timeout),
+    ]
     if config.backend == "ascend":
         argv += ["--gpu-memory-utilization", str(server.gpu_memory_utilization)]
         if not server.enforce_eager:

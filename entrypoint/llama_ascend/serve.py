@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from llama_ascend import ascend_env, devices, fetch, preflight
 from llama_ascend.config import Config
@@ -30,7 +30,9 @@ def server_environment(launch: Launch, environ: Mapping[str, str]) -> dict[str, 
     for target, source in launch.secret_env.items():
         value = environ.get(source)
         if not value:
-            raise ConfigError(f"server.api_key_env names ${source}, but it is unset or empty: export it (or set the key to null)")
+            raise ConfigError(
+                f"server.api_key_env names ${source}, but it is unset or empty: export it (or set the key to null)"
+            )
         env[target] = value
     return env
 

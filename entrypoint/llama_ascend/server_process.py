@@ -8,9 +8,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -78,8 +78,9 @@ class ServerProcess:
         with self.log_path.open("ab") as log:
             log.write(f"\n$ {' '.join(self.argv)}\n".encode())
             log.flush()
-            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                            start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -87,8 +88,9 @@ class ServerProcess:
     def wait_ready(self, timeout: float) -> float:
         process = self.process
         assert process is not None, "launch() first"
-        self.ready_s = wait_ready(self.url, alive=lambda: process.poll() is None, log_tail=self.log, timeout=timeout,
-                                  name=self.name)  # fmt: skip
+        self.ready_s = wait_ready(
+            self.url, alive=lambda: process.poll() is None, log_tail=self.log, timeout=timeout, name=self.name
+        )
         return self.ready_s
 
     def start(self, timeout: float = 1200) -> float:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -33,9 +34,13 @@ class SmokeClient:
         except httpx.TimeoutException:
             raise CheckFailed(f"{self.url}{path}: no answer within {self.http.timeout.read} s") from None
         except httpx.TransportError as exc:
-            raise CheckFailed(f"{self.url}: server unreachable ({exc.__class__.__name__}: {exc}); is it running?") from None
+            raise CheckFailed(
+                f"{self.url}: server unreachable ({exc.__class__.__name__}: {exc}); is it running?"
+            ) from None
         if response.status_code == 401:
-            raise CheckFailed(f"{self.url}{path}: 401 Unauthorized: the server needs an API key (--api-key or $LLAMA_ASCEND_API_KEY)")
+            raise CheckFailed(
+                f"{self.url}{path}: 401 Unauthorized: the server needs an API key (--api-key or $LLAMA_ASCEND_API_KEY)"
+            )
         if response.status_code >= 400:
             raise CheckFailed(f"{self.url}{path}: HTTP {response.status_code}: {response.text[:300]}")
         return response.json()
@@ -45,7 +50,7 @@ class SmokeClient:
         with self.http.stream("POST", path, json=body) as response:
             if response.status_code >= 400:
                 raise CheckFailed(f"{self.url}{path}: HTTP {response.status_code} on a streamed request")
-            return [line[len("data:"):].strip() for line in response.iter_lines() if line.startswith("data:")]
+            return [line[len("data:") :].strip() for line in response.iter_lines() if line.startswith("data:")]
 
 
 def _chat(model: str, user: str, temperature: float, max_tokens: int) -> dict[str, Any]:
@@ -103,7 +108,9 @@ def run_checks(url: str, model: str | None = None, api_key: str | None = None) -
         text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
         done = events[-1:] == ["[DONE]"]
         ok = len(chunks) > 1 and done and bool(text.strip()) and _usage_ok(chunks[-1])
-        return CheckResult(name, ok, f"{len(chunks)} SSE chunks, [DONE] {'received' if done else 'missing'}: {text.strip()!r}")
+        return CheckResult(
+            name, ok, f"{len(chunks)} SSE chunks, [DONE] {'received' if done else 'missing'}: {text.strip()!r}"
+        )
 
     checks: list[tuple[str, Callable[..., CheckResult], tuple[Any, ...]]] = [
         ("chat: capital", chat, (CAPITAL_QUESTION, 0, 64, "Paris")),
@@ -121,4 +128,6 @@ def run_checks(url: str, model: str | None = None, api_key: str | None = None) -
 
 
 def results_json(url: str, results: list[CheckResult]) -> str:
-    return json.dumps({"url": url, "passed": all(r.passed for r in results), "checks": [asdict(r) for r in results]}, indent=2)
+    return json.dumps(
+        {"url": url, "passed": all(r.passed for r in results), "checks": [asdict(r) for r in results]}, indent=2
+    )

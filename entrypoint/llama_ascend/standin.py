@@ -58,7 +58,9 @@ def convert(directory: Path | None = None, force: bool = False) -> Path:
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        raise ConfigError(f"converting the stand-in needs torch, transformers and gguf ({exc}): pip install -e '.[cpu]'") from None
+        raise ConfigError(
+            f"converting the stand-in needs torch, transformers and gguf ({exc}): pip install -e '.[cpu]'"
+        ) from None
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{NAME}.", dir=directory.parent))
@@ -66,8 +68,14 @@ def convert(directory: Path | None = None, force: bool = False) -> Path:
         log.info("converting %s to bf16 safetensors (about a minute)", source)
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         # transformers >= 5 keeps GGUF blocks packed unless told to dequantize; older releases always dequantize.
-        unpack = {"quantization_config": transformers.GgufConfig(dequantize=True)} if hasattr(transformers, "GgufConfig") else {}
-        model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.bfloat16, **unpack)
+        unpack = (
+            {"quantization_config": transformers.GgufConfig(dequantize=True)}
+            if hasattr(transformers, "GgufConfig")
+            else {}
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            source.parent, gguf_file=source.name, dtype=torch.bfloat16, **unpack
+        )
         model.save_pretrained(work, safe_serialization=True)
         tokenizer.save_pretrained(work)
         if not tokenizer.chat_template:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from llama_ascend.errors import CheckFailed, ConfigError
 from llama_ascend.smoke import SmokeClient, resolve_model
@@ -186,7 +187,7 @@ class Reference:
             else:
                 server_token = max(self.eos_ids, key=lambda eos: float(row[eos]))
             divergence = self._divergence(position, row, top2, server_token, server)
-            reference_ids = tokens[:position] + [choice]
+            reference_ids = [*tokens[:position], choice]
             break
         matched = divergence.position if divergence else len(tokens)
         return PromptResult(
@@ -199,7 +200,9 @@ class Reference:
             divergence=divergence,
         )
 
-    def _divergence(self, position: int, row: Any, top2: Any, server_token: int, server: ServerCompletion) -> Divergence:
+    def _divergence(
+        self, position: int, row: Any, top2: Any, server_token: int, server: ServerCompletion
+    ) -> Divergence:
         top, second = float(top2.values[0]), float(top2.values[1])
         step = bf16_step(top)
         server_margin = None
@@ -235,7 +238,7 @@ def run(
     completions = [server_completion(client, model, prompt, max_tokens) for prompt in prompts]
     reference = Reference(reference_model, dtype)
     results = []
-    for prompt, completion in zip(prompts, completions):
+    for prompt, completion in zip(prompts, completions, strict=True):
         prompt_ids = completion.prompt_ids or reference.encode(prompt)
         results.append(reference.compare(list(prompt_ids), completion, prompt))
     return results

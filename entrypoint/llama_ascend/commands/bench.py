@@ -5,7 +5,9 @@ import sys
 
 from llama_ascend.commands._common import add_server_arguments
 
-HELP = "benchmark a running server: concurrency sweep (vLLM's benchmark or our client), table + JSON under bench/results"
+HELP = (
+    "benchmark a running server: concurrency sweep (vLLM's benchmark or our client), table + JSON under bench/results"
+)
 
 
 def _ints(value: str) -> list[int]:
@@ -20,17 +22,30 @@ def _ints(value: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser)
-    parser.add_argument("--tokenizer", metavar="DIR",
-                        help="the model dir (its tokenizer): vLLM's benchmark needs it for random prompts")  # fmt: skip
-    parser.add_argument("--concurrency", type=_ints, default=[1, 4, 8, 16], metavar="N,N,...",
-                        help="concurrency levels (default 1,4,8,16)")  # fmt: skip
-    parser.add_argument("--datasets", default="random,reference",
-                        help="random (random tokens, --input-len/--output-len) and/or reference (the verify prompts)")  # fmt: skip
+    parser.add_argument(
+        "--tokenizer", metavar="DIR", help="the model dir (its tokenizer): vLLM's benchmark needs it for random prompts"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_ints,
+        default=[1, 4, 8, 16],
+        metavar="N,N,...",
+        help="concurrency levels (default 1,4,8,16)",
+    )
+    parser.add_argument(
+        "--datasets",
+        default="random,reference",
+        help="random (random tokens, --input-len/--output-len) and/or reference (the verify prompts)",
+    )
     parser.add_argument("--num-prompts", type=int, help="requests per run (default 4 x concurrency, 8..32)")
     parser.add_argument("--input-len", type=int, default=128, help="random prompt length in tokens (default 128)")
     parser.add_argument("--output-len", type=int, default=64, help="tokens generated per request (default 64)")
-    parser.add_argument("--client", choices=("auto", "vllm", "builtin"), default="auto",
-                        help="auto: vLLM's benchmark when installed and --tokenizer is given, else our async client")  # fmt: skip
+    parser.add_argument(
+        "--client",
+        choices=("auto", "vllm", "builtin"),
+        default="auto",
+        help="auto: vLLM's benchmark when installed and --tokenizer is given, else our async client",
+    )
     parser.add_argument("--out", default="bench/results", metavar="DIR", help="where the table and JSON go")
     parser.add_argument("--name", default="sweep", help="file name stem of the results (default sweep)")
 
@@ -40,9 +55,17 @@ def run(args: argparse.Namespace) -> int:
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     runs = bench.sweep(
-        args.url, args.model, args.tokenizer, args.concurrency, datasets, args.num_prompts,
-        args.input_len, args.output_len, args.api_key, args.client,
-    )  # fmt: skip
+        args.url,
+        args.model,
+        args.tokenizer,
+        args.concurrency,
+        datasets,
+        args.num_prompts,
+        args.input_len,
+        args.output_len,
+        args.api_key,
+        args.client,
+    )
     table = bench.markdown_table(runs)
     document = bench.runs_document(args.url, runs, input_len=args.input_len, output_len=args.output_len)
     title = f"# llama-ascend bench: {args.url} ({runs[0].client}, {args.input_len} in / {args.output_len} out)"

@@ -9,25 +9,57 @@ HELP = "serve Prometheus metrics: NPU HBM/AICore/power/temperature/health (npu-e
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default=os.environ.get("LLAMA_ASCEND_CONFIG"),
-                        help="the deployment's config: adds the weights metric and finds the preflight report "
-                        "(env LLAMA_ASCEND_CONFIG; optional)")  # fmt: skip
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key (as for serve)")  # fmt: skip
-    parser.add_argument("--host", default=os.environ.get("LLAMA_ASCEND_EXPORTER_HOST", "127.0.0.1"),
-                        help="address to bind (env LLAMA_ASCEND_EXPORTER_HOST; the chart sets 0.0.0.0)")  # fmt: skip
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LLAMA_ASCEND_EXPORTER_PORT", "8082")),
-                        help="port of /metrics (env LLAMA_ASCEND_EXPORTER_PORT; default 8082 like npu-exporter; "
-                        "0 picks a free one)")  # fmt: skip
-    parser.add_argument("--interval", type=float, default=5.0,
-                        help="read npu-smi at most this often, in seconds (scrapes in between get the last reading)")  # fmt: skip
-    parser.add_argument("--npu-smi-output", metavar="FILE", default=os.environ.get("LLAMA_ASCEND_NPU_SMI_OUTPUT"),
-                        help="re-read this saved `npu-smi info` output instead of running npu-smi")  # fmt: skip
-    parser.add_argument("--preflight-report", metavar="FILE",
-                        help="the preflight report to publish (default: <server.cache_dir>/preflight.json)")  # fmt: skip
-    parser.add_argument("--textfile", action="append", default=[], metavar="FILE",
-                        help="also publish this Prometheus text file (repeatable; with --config, fetch's "
-                        "llama_ascend_fetch.prom is included)")  # fmt: skip
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get("LLAMA_ASCEND_CONFIG"),
+        help="the deployment's config: adds the weights metric and finds the preflight report "
+        "(env LLAMA_ASCEND_CONFIG; optional)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key (as for serve)",
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("LLAMA_ASCEND_EXPORTER_HOST", "127.0.0.1"),
+        help="address to bind (env LLAMA_ASCEND_EXPORTER_HOST; the chart sets 0.0.0.0)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("LLAMA_ASCEND_EXPORTER_PORT", "8082")),
+        help="port of /metrics (env LLAMA_ASCEND_EXPORTER_PORT; default 8082 like npu-exporter; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        help="read npu-smi at most this often, in seconds (scrapes in between get the last reading)",
+    )
+    parser.add_argument(
+        "--npu-smi-output",
+        metavar="FILE",
+        default=os.environ.get("LLAMA_ASCEND_NPU_SMI_OUTPUT"),
+        help="re-read this saved `npu-smi info` output instead of running npu-smi",
+    )
+    parser.add_argument(
+        "--preflight-report",
+        metavar="FILE",
+        help="the preflight report to publish (default: <server.cache_dir>/preflight.json)",
+    )
+    parser.add_argument(
+        "--textfile",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also publish this Prometheus text file (repeatable; with --config, fetch's "
+        "llama_ascend_fetch.prom is included)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         from llama_ascend.config import load_config
 
         config = load_config(args.config, args.sets)
-    report = Path(args.preflight_report) if args.preflight_report else (preflight.report_path(config) if config else None)
+    report = (
+        Path(args.preflight_report) if args.preflight_report else (preflight.report_path(config) if config else None)
+    )
     weights = (lambda: preflight.check_weights(config)) if config else None
     textfiles = [Path(p) for p in args.textfile]
     fetch_metrics = fetch.metrics_path(config) if config else None

@@ -15,13 +15,18 @@ def _env_flag(name: str) -> bool:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument(
-        "--offline", action="store_true", default=_env_flag("LLAMA_ASCEND_OFFLINE"),
+        "--offline",
+        action="store_true",
+        default=_env_flag("LLAMA_ASCEND_OFFLINE"),
         help="never touch the network: succeed only when the weights are already complete (env LLAMA_ASCEND_OFFLINE=1)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", default=not _env_flag("LLAMA_ASCEND_NO_PROGRESS"),
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=not _env_flag("LLAMA_ASCEND_NO_PROGRESS"),
         help="no progress bar or progress log lines, only the summary (env LLAMA_ASCEND_NO_PROGRESS=1)",
-    )  # fmt: skip
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,16 +12,32 @@ HELP = "check that this node can run the deployment (devices, driver, CANN, HBM/
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--npu-smi-output", metavar="FILE", default=os.environ.get("LLAMA_ASCEND_NPU_SMI_OUTPUT"),
-                        help="read a saved `npu-smi info` output instead of running npu-smi "
-                        "(env LLAMA_ASCEND_NPU_SMI_OUTPUT)")  # fmt: skip
-    parser.add_argument("--root", default="/", metavar="DIR",
-                        help="check /dev, the driver, CANN and /proc under another filesystem root (tests)")  # fmt: skip
-    parser.add_argument("--annotations", metavar="FILE", default=None,
-                        help="downward-API pod annotations file with huawei.com/AscendReal "
-                        "(env LLAMA_ASCEND_POD_ANNOTATIONS; default /etc/podinfo/annotations)")  # fmt: skip
-    parser.add_argument("--skip", action="append", default=[], metavar="CHECK",
-                        help="leave out a check by name, e.g. --skip port when the server already runs (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--npu-smi-output",
+        metavar="FILE",
+        default=os.environ.get("LLAMA_ASCEND_NPU_SMI_OUTPUT"),
+        help="read a saved `npu-smi info` output instead of running npu-smi (env LLAMA_ASCEND_NPU_SMI_OUTPUT)",
+    )
+    parser.add_argument(
+        "--root",
+        default="/",
+        metavar="DIR",
+        help="check /dev, the driver, CANN and /proc under another filesystem root (tests)",
+    )
+    parser.add_argument(
+        "--annotations",
+        metavar="FILE",
+        default=None,
+        help="downward-API pod annotations file with huawei.com/AscendReal "
+        "(env LLAMA_ASCEND_POD_ANNOTATIONS; default /etc/podinfo/annotations)",
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="CHECK",
+        help="leave out a check by name, e.g. --skip port when the server already runs (repeatable)",
+    )
     parser.add_argument("--report", metavar="FILE", help="also write the findings as JSON (what the exporter reads)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
 
@@ -36,9 +52,13 @@ def run(args: argparse.Namespace) -> int:
 
         environ = ascend_env.load(environ)  # what serve gives the server: the CANN set_env.sh scripts sourced
     findings = preflight.run_checks(
-        config, root=args.root, npu_smi_output=args.npu_smi_output, environ=environ,
-        annotations_path=args.annotations, skip=args.skip,
-    )  # fmt: skip
+        config,
+        root=args.root,
+        npu_smi_output=args.npu_smi_output,
+        environ=environ,
+        annotations_path=args.annotations,
+        skip=args.skip,
+    )
     if args.report:
         preflight.save_report(findings, args.report)
     if args.json:
@@ -49,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     failed = preflight.failures(findings)
     if failed:
         names = ", ".join(dict.fromkeys(f.check for f in failed))
-        raise PreflightFailed(f"preflight: {len(failed)} check(s) failed ({names}); causes and fixes are in the table above")
+        raise PreflightFailed(
+            f"preflight: {len(failed)} check(s) failed ({names}); causes and fixes are in the table above"
+        )
     return 0
 
 

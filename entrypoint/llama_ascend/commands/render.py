@@ -11,7 +11,9 @@ HELP = "print the exact vLLM server command a config renders to (no network, no 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--json", action="store_true", help='print {"argv": [...], "env": {...}} instead of a shell command')
+    parser.add_argument(
+        "--json", action="store_true", help='print {"argv": [...], "env": {...}} instead of a shell command'
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,16 +12,22 @@ HELP = "greedy server output vs transformers on the CPU (same weights/dtype): fi
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_arguments(parser)
-    parser.add_argument("--reference-model", metavar="DIR",
-                        help="the model dir the server loads (HuggingFace format): the CPU reference runs it "
-                        "(default: the config's model dir)")  # fmt: skip
+    parser.add_argument(
+        "--reference-model",
+        metavar="DIR",
+        help="the model dir the server loads (HuggingFace format): the CPU reference runs it "
+        "(default: the config's model dir)",
+    )
     add_config_arguments(parser)
-    parser.add_argument("--prompts", metavar="FILE",
-                        help="prompts: a JSON list or one per line (default: the three reference prompts)")  # fmt: skip
+    parser.add_argument(
+        "--prompts", metavar="FILE", help="prompts: a JSON list or one per line (default: the three reference prompts)"
+    )
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per completion (default 64)")
-    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
-                        help="dtype of the CPU reference: the server's (default: the config's server.dtype, "
-                        "else bfloat16)")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=("bfloat16", "float16", "float32"),
+        help="dtype of the CPU reference: the server's (default: the config's server.dtype, else bfloat16)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--output", metavar="FILE", help="also write the JSON results to FILE")
 
@@ -38,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if reference_model is None:
         raise ConfigError("verify needs the model dir: pass --reference-model DIR or --config FILE")
     prompts = verify.read_prompts(args.prompts)
-    results = verify.run(args.url, reference_model, prompts, args.model, args.api_key, args.max_tokens, dtype or "bfloat16")
+    results = verify.run(
+        args.url, reference_model, prompts, args.model, args.api_key, args.max_tokens, dtype or "bfloat16"
+    )
     document = verify.results_json(args.url, reference_model, results)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -73,8 +81,11 @@ def _print_table(url: str, results: list) -> None:
                 f"(rank {d.server_token_rank}, {_fmt(d.gap_in_bf16_steps, 1)} bf16 steps of {_fmt(d.bf16_step, 4)})\n"
                 f"server top-2 margin {_fmt(d.server_margin)}"
             )
-        colour = "green" if r.divergence is None or (r.first_token_match and d and d.near_tie) else (
-            "yellow" if r.first_token_match else "red")  # fmt: skip
+        colour = (
+            "green"
+            if r.divergence is None or (r.first_token_match and d and d.near_tie)
+            else ("yellow" if r.first_token_match else "red")
+        )
         table.add_row(
             escape(repr(r.prompt)),
             "match" if r.first_token_match else "[red]DIFFERS[/]",
@@ -85,5 +96,7 @@ def _print_table(url: str, results: list) -> None:
     console = Console(width=max(140, Console().width))
     console.print(table)
     for r in results:
-        console.print(f"[bold]{escape(repr(r.prompt))}[/]\n  server:    {escape(repr(r.server_text))}\n"
-                      f"  reference: {escape(repr(r.reference_text))}")  # fmt: skip
+        console.print(
+            f"[bold]{escape(repr(r.prompt))}[/]\n  server:    {escape(repr(r.server_text))}\n"
+            f"  reference: {escape(repr(r.reference_text))}"
+        )
