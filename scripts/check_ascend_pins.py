@@ -212,7 +212,7 @@ def sdist_requires(path: Path) -> list[str]:
 
 
 def marker_env(arch: str) -> dict[str, str]:
-    env = default_environment()
+    env = {key: str(value) for key, value in default_environment().items()}
     env.update(
         python_version=PYTHON,
         python_full_version=f"{PYTHON}.0",
@@ -380,7 +380,8 @@ def _without_local_torch(
 ) -> tuple[list[Requirement], dict[str, Version]]:
     """torch-npu's x86_64 wheels require `torch==X+cpu`, which only the PyTorch CPU index has. Without that index:
     check the wheel exists and that X is the TORCH_VERSION pin, then resolve with PyPI's torch X in its place."""
-    out, substituted = [], {}
+    out: list[Requirement] = []
+    substituted: dict[str, Version] = {}
     for req in requirements:
         pinned = [s.version for s in req.specifier if s.operator == "=="]
         if canonicalize_name(req.name) != "torch-npu" or not pinned:
@@ -448,7 +449,7 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
             continue
         vllm_reqs = applicable(vllm_requirements(vllm_sdist), arch)
         ascend_reqs = applicable(requires, arch) + applicable(pins_reqs, arch)
-        step2_reqs, substituted = list(ascend_reqs), {}
+        step2_reqs, substituted = list(ascend_reqs), dict[str, Version]()
         if not torch_index:
             step2_reqs, substituted = _without_local_torch(client, step2_reqs, arch, pins, report)
         try:
@@ -553,7 +554,8 @@ def parse_vllm(sdist: Sdist) -> VllmArgs:
                 continue
             if node.func.attr != "add_argument":
                 continue
-            names = {a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("-")}
+            names = {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+            names = {n for n in names if n.startswith("-")}
             if not names:
                 continue
             flags |= names
@@ -596,8 +598,8 @@ def parse_vllm(sdist: Sdist) -> VllmArgs:
     dtypes: set[str] = set()
     for text in config_sources:
         for node in ast.walk(ast.parse(text)):
-            names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
-            if isinstance(node, ast.Assign) and "ModelDType" in names:
+            targets = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            if isinstance(node, ast.Assign) and "ModelDType" in targets:
                 strings = [c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)]
                 dtypes |= {v for v in strings if isinstance(v, str)}
     return VllmArgs(flags, bool_flags, compilation_fields, graph_modes, dtypes, _env_keys(sdist.read("vllm/envs.py")))
@@ -607,14 +609,17 @@ def _env_keys(text: str) -> set[str]:
     """Keys of the `environment_variables` / `env_variables` dict literal of an envs.py."""
     keys: set[str] = set()
     for node in ast.walk(ast.parse(text)):
-        target = None
+        target: ast.expr
+        value: ast.expr | None
         if isinstance(node, ast.AnnAssign):
-            target = node.target
+            target, value = node.target, node.value
         elif isinstance(node, ast.Assign):
-            target = node.targets[0]
+            target, value = node.targets[0], node.value
+        else:
+            continue
         named = isinstance(target, ast.Name) and target.id in ("environment_variables", "env_variables")
-        if named and isinstance(node.value, ast.Dict):  # type: ignore[union-attr]
-            keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}  # type: ignore[union-attr]
+        if named and isinstance(value, ast.Dict):
+            keys |= {k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
     return keys
 
 

@@ -169,7 +169,9 @@ def parse_set(item: str) -> tuple[str, Any]:
     try:
         return key, yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc.problem})") from None
+        raise ConfigError(
+            f"--set {item!r}: the value is not valid YAML ({getattr(exc, 'problem', None) or exc})"
+        ) from None
 
 
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any, str]]:

@@ -453,7 +453,7 @@ def _plan(layout: Layout, manifest: Manifest, files: list[RemoteFile]) -> Plan:
     plan = Plan(files)
     wanted = {f.path: f for f in files}
     marker = _read_json(layout.marker) or {}
-    recorded = marker.get("files") if isinstance(marker.get("files"), dict) else {}
+    recorded: dict[str, Any] = marker["files"] if isinstance(marker.get("files"), dict) else {}
     for f in files:
         rec = recorded.get(f.path)
         if rec and all(rec.get(k) == v for k, v in f.record().items()) and _stat_matches(layout.final, f.path, rec):
@@ -462,22 +462,21 @@ def _plan(layout: Layout, manifest: Manifest, files: list[RemoteFile]) -> Plan:
             plan.in_final.add(f.path)  # there but not (or no longer) recorded: verified by content
     staging = layout.staging
     journal = _read_json(staging / JOURNAL) or {}
-    before = journal.get("files") if isinstance(journal.get("files"), dict) else {}
+    before: dict[str, Any] = journal["files"] if isinstance(journal.get("files"), dict) else {}
     if staging.is_dir():
         for path in sorted(p for p in staging.rglob("*") if p.is_file() and p.name != JOURNAL):
             rel = path.relative_to(staging).as_posix()
             name = rel[: -len(INCOMPLETE)] if rel.endswith(INCOMPLETE) else rel
-            f = wanted.get(name)
-            same = f is not None and before.get(name) == f.record() and f.path not in plan.in_final
-            if not same:
+            entry = wanted.get(name)
+            if entry is None or before.get(name) != entry.record() or entry.path in plan.in_final:
                 path.unlink()  # from another selection or revision, or the client's scratch (parts): not ours to resume
             elif rel.endswith(INCOMPLETE):
                 size = path.stat().st_size
-                if size <= f.size:
+                if size <= entry.size:
                     plan.partial[name] = size
                 else:
                     path.unlink()
-            elif path.stat().st_size == f.size:
+            elif path.stat().st_size == entry.size:
                 plan.staged.add(name)  # renamed into place by the client or by _get only after its digest matched
             else:
                 path.unlink()

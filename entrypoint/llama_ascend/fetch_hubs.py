@@ -104,11 +104,11 @@ def client_environment(config: Config) -> Iterator[None]:
     finally:
         for name, level in levels.items():
             quiet[name].setLevel(level)
-        for key, value in saved.items():
-            if value is None:
+        for key, previous in saved.items():
+            if previous is None:
                 os.environ.pop(key, None)
             else:
-                os.environ[key] = value
+                os.environ[key] = previous
 
 
 class _Source:
@@ -556,7 +556,7 @@ def _modelscope_callback(progress: Progress, partial: dict[str, int]) -> type:
     credits = dict(partial)
     lock = threading.Lock()
 
-    class _Callback(ProgressCallback):  # type: ignore[misc]
+    class _Callback(ProgressCallback):
         def __init__(self, filename: str, file_size: int) -> None:
             super().__init__(filename, file_size)
             with lock:  # a retried file gets a new instance, its partial file is not credited twice

@@ -96,7 +96,7 @@ class ModelFootprint:
 
 
 def _dtype_bytes(config: Config, model_config: Mapping[str, Any]) -> int:
-    dtype = config.server.dtype
+    dtype: str = config.server.dtype
     if dtype == "auto":
         dtype = str(model_config.get("torch_dtype") or model_config.get("dtype") or "bfloat16")
     return DTYPE_BYTES.get(dtype, 2)

@@ -154,10 +154,10 @@ class Reference:
         return self.tokenizer(prompt)["input_ids"]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def token_text(self, token: int) -> str:
-        return self.tokenizer.decode([token])
+        return str(self.tokenizer.decode([token]))
 
     def compare(self, prompt_ids: list[int], server: ServerCompletion, prompt: str) -> PromptResult:
         """Teacher-forced greedy check: one forward pass over prompt + the server's tokens gives the reference's
