@@ -1,8 +1,10 @@
 """A lease file that lets exactly one process work on a directory of a shared volume, and outlives no dead holder.
 
 `flock` is not enough on a shared volume: on some NFS mounts it silently succeeds for everyone. The lease is a file
-created with O_CREAT|O_EXCL (atomic on local filesystems and NFSv3+), holding who owns it; the holder touches it
-every `heartbeat` seconds and checks that it still holds it. Another process takes the lease over when
+holding who owns it, created whole: written under a temporary name, then hard-linked to the lease's name (a link
+fails when the name exists, atomically on local filesystems and NFS), so no crash leaves an empty lease behind. The
+holder touches it every `heartbeat` seconds and checks that it still holds it. Another process takes the lease over
+when
 
 - the holder runs on the same machine and in the same PID namespace and its process is gone (checked at once), or
 - the lease file's mtime has not changed for `stale_after` seconds of the *waiter's own* clock (so clock skew
@@ -16,6 +18,7 @@ true, `on_lost` is called, and the work must not be committed.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -30,6 +33,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT = 5.0
+DRAFT_SUFFIX = ".draft"
 DEFAULT_STALE_AFTER = 60.0
 
 
@@ -82,6 +86,8 @@ class Lease:
         stale_after: float = DEFAULT_STALE_AFTER,
         poll: float = 0.5,
         on_lost: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if stale_after <= heartbeat:
             raise ValueError(f"stale_after ({stale_after}s) must be longer than heartbeat ({heartbeat}s)")
@@ -91,10 +97,13 @@ class Lease:
         self.stale_after = stale_after
         self.poll = poll
         self.on_lost = on_lost  # called from the heartbeat thread when the lease was taken over
+        self.clock = clock  # the waiter's clock and pause: staleness is judged on our own time, never the file's
+        self.sleep = sleep
         self.token = uuid.uuid4().hex
         self.held = False
         self.waited = 0.0
         self.took_over_live = False  # we broke a lease whose holder may still be alive (see _break)
+        self.took_over_because = ""  # why we broke the previous holder's lease, if we did
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,17 +144,24 @@ class Lease:
     # -- acquire / release ------------------------------------------------------------------------------------
     def try_acquire(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        draft = self.path.with_name(f"{self.path.name}.{self.token}{DRAFT_SUFFIX}")
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+            fd = os.open(draft, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            try:
+                os.write(fd, json.dumps(self._identity()).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(draft, self.path)
+        except (FileExistsError, FileNotFoundError):  # held; or a holder cleared our draft away mid-way
             return False
-        try:
-            os.write(fd, json.dumps(self._identity()).encode())
-            os.fsync(fd)
         finally:
-            os.close(fd)
-        if self._read_holder().get("token") != self.token:  # belt and braces for filesystems with a weak O_EXCL
+            draft.unlink(missing_ok=True)
+        if self._read_holder().get("token") != self.token:  # belt and braces: NFS may report a link it did not make
             return False
+        # Drafts of processes killed between writing and linking; one still being written only fails its attempt.
+        for leftover in self.path.parent.glob(f"{glob.escape(self.path.name)}.*{DRAFT_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
         self.held = True
         self._lost.clear()
         self._stop.clear()
@@ -155,9 +171,9 @@ class Lease:
 
     def acquire(self, on_wait: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None) -> None:
         """Block until we hold the lease; `on_wait(holder)` is called about every 30 s while another one holds it."""
-        started = time.monotonic()
+        started = self.clock()
         seen: tuple[float, str] | None = None  # (mtime, content) of the holder's file as last observed
-        seen_since = time.monotonic()
+        seen_since = self.clock()
         next_notice = 0.0
         while not self.try_acquire():
             # Open (read) before stat: NFS revalidates a file's attributes on open (close-to-open consistency), so
@@ -168,7 +184,7 @@ class Lease:
             except FileNotFoundError:
                 continue  # released just now: try again at once
             holder = _parse(content)
-            now = time.monotonic()
+            now = self.clock()
             if seen != (mtime, content):
                 seen, seen_since = (mtime, content), now
             if self._holder_is_dead_here(holder):
@@ -183,8 +199,8 @@ class Lease:
             if on_wait is not None and now >= next_notice:
                 on_wait(holder)
                 next_notice = now + 30
-            time.sleep(self.poll)
-        self.waited = time.monotonic() - started
+            self.sleep(self.poll)
+        self.waited = self.clock() - started
 
     def _break(self, judged: str, why: str, maybe_alive: bool) -> None:
         """Remove the stale lease we judged, and only that one. `maybe_alive`: judged by its heartbeat alone, so its
@@ -198,6 +214,7 @@ class Lease:
             log.warning("taking over %s: %s", self.path, why)
             aside.unlink(missing_ok=True)
             self.took_over_live = self.took_over_live or maybe_alive
+            self.took_over_because = why
             return
         # We moved a lease that changed after we judged it (a new holder): put it back if nobody took its place.
         with contextlib.suppress(FileExistsError):
