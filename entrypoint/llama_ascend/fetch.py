@@ -472,8 +472,11 @@ def _plan(layout: Layout, manifest: Manifest, files: list[RemoteFile]) -> Plan:
                 path.unlink()  # from another selection or revision, or the client's scratch (parts): not ours to resume
             elif rel.endswith(INCOMPLETE):
                 size = path.stat().st_size
-                if size <= entry.size:
+                if size < entry.size:
                     plan.partial[name] = size
+                elif size == entry.size and _content_matches(path, entry.record()):
+                    os.replace(path, staging / name)  # whole and verified: stopped before its rename
+                    plan.staged.add(name)
                 else:
                     path.unlink()
             elif path.stat().st_size == entry.size:
