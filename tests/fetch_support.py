@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from hubserver import HubServer
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = ".llama-ascend-fetch.json"
@@ -166,6 +170,35 @@ def start_fetch(
     finally:
         if log is not None:
             out.close()  # type: ignore[union-attr]
+
+
+def staged_files(staging: Path) -> dict[str, tuple[int, bool]]:
+    """{model path: (bytes on disk, whole)} of the `.partial` dir: `.incomplete` files are partial, others whole."""
+    files = {}
+    if staging.is_dir():
+        for path in staging.rglob("*"):
+            rel = path.relative_to(staging).as_posix()
+            if path.is_file() and path.name != ".llama-ascend-staging.json" and not path.name.endswith(".tmp"):
+                partial = rel.endswith(".incomplete")
+                files[rel.removesuffix(".incomplete")] = (path.stat().st_size, not partial)
+    return files
+
+
+def staged_bytes(staging: Path) -> int:
+    """Bytes of the model in the `.partial` dir, whole files and partial ones."""
+    return sum(size for size, _ in staged_files(staging).values())
+
+
+def killed_halfway(config_file: Path, hub: HubServer, after_bytes: int, env: dict[str, str] | None = None) -> None:
+    """A fetch SIGKILLed while the hub holds it after `after_bytes` body bytes."""
+    hold = hub.hold(after_bytes=after_bytes)
+    proc = start_fetch(config_file, env=env)
+    try:
+        assert hold.wait_reached(alive=lambda: proc.poll() is None), "the fetch ended before the hold"
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+    finally:
+        hub.release()
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.02) -> bool:

@@ -5,6 +5,11 @@ It serves the real files of local model directories with the JSON shapes and hea
 connection dropped mid-file, N 5xx answers then success, corrupted bytes, a slow or stalled body, a listing that
 claims a wrong size, a token it insists on. Everything it sends is logged so tests can count the bytes moved.
 
+A *hold* (`hub.hold(...)`) stops the hub at an exact point — after N body bytes of file downloads over all
+connections, or on the arrival of the k-th request — and keeps every connection there until the test calls
+`hold.release()`, then carries on as if nothing happened. A test that kills, freezes or races a client does it
+while the client is parked at that point, so the fault lands where the test says on a fast machine and a slow one.
+
 ModelScope (endpoint `http://127.0.0.1:PORT`, as `MODELSCOPE_ENDPOINT` or `endpoint=`):
     GET /api/v1/models/{owner}/{name}                              repo info
     GET /api/v1/models/{owner}/{name}/revisions                    branches and tags (clients before 1.38)
@@ -30,6 +35,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +69,48 @@ class Fault:
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {FAULT_KINDS}")
+
+
+class Hold:
+    """The hub parked at one point until `release()`: after `after_bytes` body bytes of file downloads (counted over
+    every connection from the moment it was armed), or on the arrival of request number `at_request` (0-based, any
+    route) since then. `reached` is set when the first connection gets there; on release the held connections
+    carry on where they stopped (a pause, not a fault: the client sees a slow server)."""
+
+    def __init__(self, after_bytes: int | None = None, at_request: int | None = None) -> None:
+        if (after_bytes is None) == (at_request is None):
+            raise ValueError("a hold is either after_bytes=N or at_request=K")
+        if min(n for n in (after_bytes, at_request) if n is not None) < 0:
+            raise ValueError("after_bytes and at_request count from 0")
+        self.after_bytes = after_bytes
+        self.at_request = at_request
+        self.reached = threading.Event()
+        self.released = threading.Event()
+        self.sent = 0  # file body bytes sent since armed (under the hub's lock)
+        self.requests = 0  # requests seen since armed (under the hub's lock)
+
+    def describe(self) -> str:
+        if self.after_bytes is not None:
+            return f"after {self.after_bytes} bytes"
+        return f"on request {self.at_request}"
+
+    def release(self) -> None:
+        self.released.set()
+
+    def park(self, stopping: threading.Event) -> None:
+        """Called by a connection that got to the point: signal it, then wait for the release (or the hub's stop)."""
+        self.reached.set()
+        while not (self.released.wait(0.05) or stopping.is_set()):
+            pass
+
+    def wait_reached(self, alive: Callable[[], bool], timeout: float = 300) -> bool:
+        """Block until a connection is parked, or until `alive()` turns false (the client ended first). `timeout`
+        only guards against a hang; reaching the point is not a matter of time."""
+        deadline = time.monotonic() + timeout
+        while not self.reached.wait(0.02):
+            if not alive() or time.monotonic() > deadline:
+                return self.reached.is_set()
+        return True
 
 
 @dataclass
@@ -140,6 +188,7 @@ class HubServer:
         self.repos: dict[str, Repo] = {}
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
+        self._hold: Hold | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd = _Server(("127.0.0.1", port), _Handler)
@@ -172,6 +221,22 @@ class HubServer:
         with self._lock:
             self.faults.clear()
 
+    def hold(self, after_bytes: int | None = None, at_request: int | None = None) -> Hold:
+        """Arm a hold (see Hold); it replaces (and releases) an earlier one."""
+        hold = Hold(after_bytes, at_request)
+        with self._lock:
+            previous, self._hold = self._hold, hold
+        if previous is not None:
+            previous.release()
+        return hold
+
+    def release(self) -> None:
+        """Release and disarm the current hold: held connections close, new ones run freely."""
+        with self._lock:
+            hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.release()
+
     def mark(self) -> int:
         """A point in the request log: `sent(since=mark)` counts only requests made after it."""
         with self._lock:
@@ -198,6 +263,7 @@ class HubServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -225,13 +291,38 @@ class HubServer:
         with self._lock:
             self.requests.append(request)
 
+    def _hold_on_arrival(self) -> Hold | None:
+        """The armed hold if this request is the one it waits for (counts the request either way)."""
+        with self._lock:
+            hold = self._hold
+            if hold is None or hold.at_request is None or hold.released.is_set():
+                return None
+            number = hold.requests
+            hold.requests += 1
+            return hold if number >= hold.at_request else None
+
+    def _byte_budget(self, want: int) -> tuple[int, Hold | None]:
+        """How many of `want` body bytes this connection may send now, and the hold to park at once they are sent
+        (None: no byte hold is armed, send freely)."""
+        with self._lock:
+            hold = self._hold
+            if hold is None or hold.after_bytes is None or hold.released.is_set():
+                return want, None
+            allowed = max(0, min(want, hold.after_bytes - hold.sent))
+            hold.sent += allowed
+            return allowed, hold if hold.sent >= hold.after_bytes else None
+
+    def _bytes_held(self) -> bool:
+        with self._lock:
+            return self._hold is not None and self._hold.after_bytes is not None and not self._hold.released.is_set()
+
 
 class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client killed mid-request is what the tests do on purpose; anything else is printed."""
         import sys
 
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
             super().handle_error(request, client_address)
 
 
@@ -273,6 +364,10 @@ class _Handler(BaseHTTPRequestHandler):
         for name, pattern in _ROUTES:
             match = pattern.fullmatch(path)
             if match:
+                if name != "hub_stats":
+                    held = self.hub._hold_on_arrival()
+                    if held is not None:
+                        held.park(self.hub._stopping)
                 if name != "hub_stats" and not self._authorized(name):
                     return
                 try:
@@ -544,7 +639,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.head or not length:
             return
         with entry.file.open("rb") as fh:
-            if not faults:
+            if not faults and not hub._bytes_held():
                 self.wfile.flush()
                 record.sent = self.connection.sendfile(fh, offset=start, count=length)
                 return
@@ -565,16 +660,16 @@ class _Handler(BaseHTTPRequestHandler):
                 limit = drop.after
             if stall is not None and pos < start + stall.after < limit:
                 limit = start + stall.after
-            block = fh.read(min(CHUNK, limit - pos, 64 * 1024 if rate else CHUNK))
+            want, held = self.hub._byte_budget(min(CHUNK, limit - pos, 64 * 1024 if rate else CHUNK))
+            block = fh.read(want)
+            if block:
+                pos += self._write_block(block, pos, corrupt, record)
+            if held is not None:
+                self.wfile.flush()
+                held.park(self.hub._stopping)
+                continue
             if not block:
                 break
-            data = bytearray(block)
-            for f in corrupt:
-                if pos <= f.after < pos + len(data):
-                    data[f.after - pos] ^= 0xFF
-            self.wfile.write(data)
-            pos += len(data)
-            record.sent += len(data)
             if rate:
                 ahead = (pos - start) / rate - (time.monotonic() - began)
                 if ahead > 0:
@@ -590,6 +685,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+
+    def _write_block(self, block: bytes, pos: int, corrupt: list[Fault], record: Request) -> int:
+        data = bytearray(block)
+        for f in corrupt:
+            if pos <= f.after < pos + len(data):
+                data[f.after - pos] ^= 0xFF
+        self.wfile.write(data)
+        record.sent += len(data)
+        return len(data)
 
 
 def _ms_ok(data: Any) -> dict[str, Any]:

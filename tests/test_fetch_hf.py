@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,10 @@ from fetch_support import (
     clean_env,
     digests,
     expected,
+    killed_halfway,
     main_fetch,
     run_fetch,
-    start_fetch,
-    wait_for,
+    staged_bytes,
     write_config,
 )
 from hubserver import HubServer
@@ -157,19 +156,11 @@ def test_killed_fetch_resumes_with_only_the_missing_bytes(
     config_file: Path, hub: HubServer, source_dir: Path, volume: Path
 ):
     total = sum((source_dir / name).stat().st_size for name in SELECTED)
-    hub.inject("slow", None, times=-1, rate=3_000_000)
-    proc = start_fetch(config_file, env=env_for(hub))
-    assert wait_for(lambda: hub.sent() >= total // 2, timeout=30)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed_halfway(config_file, hub, total // 2, env=env_for(hub))
     assert not final_dir(volume).exists()
-    staging = final_dir(volume).parent / ".main.partial"
-    on_disk = sum(
-        p.stat().st_size for p in staging.rglob("*") if p.is_file() and p.name != ".llama-ascend-staging.json"
-    )
+    on_disk = staged_bytes(final_dir(volume).parent / ".main.partial")
     assert on_disk > 0
-    hub.clear_faults()
-    mark = hub.mark()  # the killed process's connections may still be draining: count only new requests
+    mark = hub.mark()
     rerun = run_fetch(config_file, env=env_for(hub))
     assert rerun.returncode == 0, rerun.stderr
     assert hub.sent(since=mark) == total - on_disk
