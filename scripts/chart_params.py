@@ -110,22 +110,26 @@ def load(path: Path = VALUES) -> ChartValues:
     return ChartValues(values, sections)
 
 
-def generator_main(argv: list[str] | None, script: str, target: Path, render: Callable[[], str]) -> int:
-    """The command line both generators share: write `target`, or with --check exit 1 when it is stale."""
-    parser = argparse.ArgumentParser(prog=Path(script).name, description=f"write {target.relative_to(ROOT)}")
-    parser.add_argument("--check", action="store_true", help=f"exit 1 if {target.name} is stale")
+def generator_main(argv: list[str] | None, script: str, outputs: dict[Path, Callable[[], str]]) -> int:
+    """The command line the generators share: write each target, or with --check exit 1 when one is stale."""
+    names = ", ".join(str(target.relative_to(ROOT)) for target in outputs)
+    parser = argparse.ArgumentParser(prog=Path(script).name, description=f"write {names}")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is stale")
     args = parser.parse_args(argv)
-    rel = target.relative_to(ROOT)
-    try:
-        text = render()
-    except ParamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            print(f"error: {rel} is stale: run python {script}", file=sys.stderr)
-            return 1
-        return 0
-    target.write_text(text, encoding="utf-8")
-    print(f"wrote {rel}")
-    return 0
+    stale = False
+    for target, render in outputs.items():
+        rel = target.relative_to(ROOT)
+        try:
+            text = render()
+        except ParamError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.check:
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                print(f"error: {rel} is stale: run python {script}", file=sys.stderr)
+                stale = True
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        print(f"wrote {rel}")
+    return 1 if stale else 0

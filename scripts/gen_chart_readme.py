@@ -84,7 +84,7 @@ def render(current: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     current = README.read_text(encoding="utf-8")
-    return chart_params.generator_main(argv, "scripts/gen_chart_readme.py", README, lambda: render(current))
+    return chart_params.generator_main(argv, "scripts/gen_chart_readme.py", {README: lambda: render(current)})
 
 
 if __name__ == "__main__":

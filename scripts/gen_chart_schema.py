@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Generate helm/llama-ascend/values.schema.json: the entrypoint's config schema for `config:` plus the chart's keys.
+"""Generate helm/llama-ascend/values.schema.json: the entrypoint's config schema for `config:` plus the chart's keys;
+and helm/llama-ascend/files/config-defaults.json: the config model's defaults, which the templates read instead of
+restating them (values.schema.json is not readable from templates).
 
 `config` gets exactly `llama_ascend.config.config_schema()` (the schema `llama-ascend schema` writes to
 config/schema.json), with its `$ref`s inlined so Helm 3's and Helm 4's validators read it alike. The chart's own keys
@@ -7,8 +9,8 @@ take their description from the `## @param` comment in values.yaml and their typ
 below where a type alone says too little (enums, ranges, nullables). Unknown keys are errors at every level the
 chart owns; Kubernetes pass-through objects (resources, affinity, ...) are left to the API server.
 
-    python scripts/gen_chart_schema.py           # write values.schema.json
-    python scripts/gen_chart_schema.py --check   # exit 1 if it is stale
+    python scripts/gen_chart_schema.py           # write both
+    python scripts/gen_chart_schema.py --check   # exit 1 if one is stale
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import chart_params
 
 ROOT = chart_params.ROOT
 SCHEMA = chart_params.CHART / "values.schema.json"
+CONFIG_DEFAULTS = chart_params.CHART / "files" / "config-defaults.json"
 
 QUANTITY = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
@@ -170,7 +173,6 @@ def strip_titles(node: Any, in_properties: bool = False) -> Any:
 
 
 def config_schema() -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "entrypoint"))
     from llama_ascend.config import config_schema as entrypoint_schema
 
     schema = strip_titles(inline_refs(entrypoint_schema()))
@@ -232,8 +234,15 @@ def render() -> str:
     return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
 
 
+def render_defaults() -> str:
+    from llama_ascend.config import Config
+
+    return json.dumps(Config().model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    return chart_params.generator_main(argv, "scripts/gen_chart_schema.py", SCHEMA, render)
+    outputs = {SCHEMA: render, CONFIG_DEFAULTS: render_defaults}
+    return chart_params.generator_main(argv, "scripts/gen_chart_schema.py", outputs)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,25 @@ def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in c.get("env", [])}
 
 
+GOLDEN = ROOT / "tests" / "golden" / "chart"
+UPDATE_GOLDEN = "LLAMA_ASCEND_UPDATE_GOLDEN"
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_rendered_chart_matches_its_golden_file(value_set: str) -> None:
+    """What each value set renders, byte for byte: a template change that alters the objects shows up here as a diff
+    to review (rewrite with LLAMA_ASCEND_UPDATE_GOLDEN=1 when the change is meant)."""
+    import os
+
+    golden = GOLDEN / f"{value_set}.yaml"
+    text = rendered_text("helm4", value_set)
+    if os.environ.get(UPDATE_GOLDEN) == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.is_file(), f"no {golden.relative_to(ROOT)}: render it with {UPDATE_GOLDEN}=1"
+    assert text == golden.read_text(), f"{value_set} renders differently from {golden.relative_to(ROOT)}"
+
+
 # Lint, render under both Helms, validate against Kubernetes ------------------------------------------------------
 
 
@@ -349,6 +368,19 @@ def test_grace_period_covers_prestop_and_vllm_drain(value_set: str) -> None:
 def test_grace_period_follows_the_config() -> None:
     spec = workload(render("default", "--set", "config.server.shutdown_timeout=300"))["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] == 10 + 300 + 15
+    # A zero over a non-zero default is a value, not "unset" (the chart merges `config:` over the model's defaults).
+    spec = workload(render("default", "--set", "config.server.shutdown_timeout=0"))["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 10 + 0 + 15
+
+
+def test_a_config_without_server_keys_gets_the_config_models_defaults(tmp_path: Path) -> None:
+    values = tmp_path / "bare.yaml"
+    values.write_text("config: null\n")  # drop the reference block: every config key takes the model's default
+    docs = render("default", "-f", str(values))
+    server = container(workload(docs)["spec"]["template"]["spec"], "server")
+    assert server["ports"][0]["containerPort"] == 8000
+    assert server["resources"]["limits"]["huawei.com/Ascend910"] == 1
+    assert one(docs, "ConfigMap")["data"]["config.yaml"].strip() in ("null", "{}")
 
 
 def test_default_update_never_needs_spare_npus() -> None:

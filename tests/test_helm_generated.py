@@ -27,6 +27,19 @@ def test_values_schema_is_fresh() -> None:
     )
 
 
+def test_config_defaults_file_is_the_config_models() -> None:
+    """The templates read the config's defaults from files/config-defaults.json instead of restating them."""
+    from llama_ascend.config import Config
+
+    defaults = json.loads((CHART / "files" / "config-defaults.json").read_text())
+    assert defaults == Config().model_dump(mode="json"), "stale: run python scripts/gen_chart_schema.py"
+    assert (defaults["backend"], defaults["server"]["port"], defaults["server"]["tensor_parallel_size"]) == (
+        "ascend",
+        8000,
+        1,
+    )
+
+
 def test_readme_tables_are_fresh() -> None:
     current = (CHART / "README.md").read_text()
     assert current == gen_chart_readme.render(current), (
