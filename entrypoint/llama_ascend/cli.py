@@ -11,7 +11,7 @@ import traceback
 from types import ModuleType
 
 from llama_ascend import __version__, commands
-from llama_ascend.errors import LlamaAscendError
+from llama_ascend.errors import ExitCode, LlamaAscendError, describe_os_error
 
 
 def _command_modules() -> dict[str, ModuleType]:
@@ -49,11 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except LlamaAscendError as exc:
-        if args.debug:
-            traceback.print_exc()
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return int(exc.exit_code)
+        return _report(args.debug, str(exc), exc.exit_code)
+    except OSError as exc:
+        # A path or port the command could not use (unwritable, read-only, full, in use, a file in the way): the
+        # code that knows more raises a LlamaAscendError with a better message; this is the generic net.
+        return _report(args.debug, describe_os_error(exc), ExitCode.FAILED)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
+
+
+def _report(debug: bool, message: str, code: ExitCode) -> int:
+    """One `error:` line per problem on stderr (the traceback before them with --debug); the exit code."""
+    if debug:
+        traceback.print_exc()
+    for line in message.splitlines():
+        print(f"error: {line}", file=sys.stderr)
+    return int(code)
