@@ -390,7 +390,7 @@ def _backend_problems(tree: Mapping[str, Any], origins: Mapping[str, str], file_
             continue
         value = server[key]
         field = ServerConfig.model_fields[key]
-        if value in allowed or value not in _literal_values(field.annotation):
+        if value in allowed or value not in literal_values(field.annotation):
             continue  # allowed, or a wrong value the field's own validation reports
         rewrite = ASCEND_GRAPH_MODE_REWRITES.get(value) if key == "compilation" else None
         reason = why.format(
@@ -402,11 +402,11 @@ def _backend_problems(tree: Mapping[str, Any], origins: Mapping[str, str], file_
     return problems
 
 
-def _literal_values(annotation: Any) -> tuple[Any, ...]:
+def literal_values(annotation: Any) -> tuple[Any, ...]:
     """The values of a Literal, also inside `Literal[...] | None`."""
     if get_origin(annotation) is Literal:
         return get_args(annotation)
-    return tuple(value for arg in get_args(annotation) for value in _literal_values(arg))
+    return tuple(value for arg in get_args(annotation) for value in literal_values(arg))
 
 
 def _managed_key(arg: str) -> str | None:
