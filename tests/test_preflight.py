@@ -159,6 +159,36 @@ def test_every_missing_piece_is_reported_at_once(tmp_path: Path) -> None:
     assert len(failed) == 6
 
 
+def test_cann_in_a_layout_serve_does_not_source_is_not_an_install(tmp_path: Path) -> None:
+    """ascend_env.SCRIPTS is what serve sources; a set_env.sh elsewhere (Ascend/cann/) is named, not accepted."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,), cann=False)
+    (root / "usr/local/Ascend/cann").mkdir(parents=True)
+    (root / "usr/local/Ascend/cann/set_env.sh").write_text("export ASCEND_TOOLKIT_HOME=...\n")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ={})
+    [cann] = preflight.failures(by_check(findings, "cann"))
+    assert cann.message == (
+        "CANN toolkit not found (no ASCEND_TOOLKIT_HOME, no /usr/local/Ascend/ascend-toolkit/set_env.sh); "
+        "/usr/local/Ascend/cann/set_env.sh exists, but `llama-ascend serve` does not source it (it sources "
+        "ascend-toolkit/set_env.sh, cann-*/share/info/ascendnpu-ir/bin/set_env.sh, nnal/atb/set_env.sh under "
+        "/usr/local/Ascend)"
+    )
+    assert cann.fix.startswith("`source /usr/local/Ascend/cann/set_env.sh` before `llama-ascend serve`")
+    assert "start the server with `llama-ascend serve`" not in cann.describe()
+
+
+def test_cann_roots_follow_the_variable_serve_reads(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,), cann=False)
+    (root / "opt/cann/ascend-toolkit").mkdir(parents=True)
+    (root / "opt/cann/ascend-toolkit/set_env.sh").write_text("")
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ={"LLAMA_ASCEND_CANN_ROOTS": "/opt/cann"}
+    )
+    [cann] = preflight.failures(by_check(findings, "cann"))
+    assert cann.message.startswith("CANN is installed (/opt/cann/ascend-toolkit/set_env.sh) but its environment")
+
+
 def test_allocated_card_not_mounted(tmp_path: Path) -> None:
     config = config_for(tmp_path, tensor_parallel_size=2)
     root = make_node(tmp_path / "root", cards=(2,))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from llama_ascend import devices, npu_smi
+from llama_ascend import ascend_env, devices, npu_smi
 from llama_ascend.config import Config
 from llama_ascend.errors import PreflightFailed
 
@@ -27,8 +27,6 @@ MiB = 1024**2
 
 DRIVER_DIR = "usr/local/Ascend/driver"
 HAL_LIBRARY_DIRS = ("lib64/driver", "lib64", "lib64/common")
-TOOLKIT_SET_ENV = ("usr/local/Ascend/ascend-toolkit/set_env.sh", "usr/local/Ascend/cann/set_env.sh")
-ATB_SET_ENV = "usr/local/Ascend/nnal/atb/set_env.sh"
 # Activations, ACL graph pools, HCCL buffers and the torch-npu context per card, on top of weights and KV cache.
 # vLLM measures the real peak in its profile run; this is the margin the estimate keeps for it.
 ASCEND_RUNTIME_OVERHEAD = 2 * GiB
@@ -490,10 +488,23 @@ def check_driver(root: Path) -> list[Finding]:
     return findings
 
 
+def _cann_roots(root: Path, environ: Mapping[str, str]) -> list[Path]:
+    """The CANN install roots serve sources from ($LLAMA_ASCEND_CANN_ROOTS or /usr/local/Ascend), under `root`."""
+    return [root / str(r).lstrip("/") for r in ascend_env.roots_from(environ)]
+
+
+def _inside(path: Path, root: Path) -> str:
+    """A path as the container sees it (`root` is / outside the tests)."""
+    return "/" + str(path.relative_to(root))
+
+
 def check_cann(root: Path, environ: Mapping[str, str]) -> list[Finding]:
+    """CANN as `serve` will load it: the scripts of ascend_env.SCRIPTS under the install roots, nothing else."""
     findings = []
+    roots = _cann_roots(root, environ)
     home = environ.get("ASCEND_TOOLKIT_HOME") or environ.get("ASCEND_HOME_PATH")
-    set_env = next((root / p for p in TOOLKIT_SET_ENV if (root / p).is_file()), None)
+    toolkit = next((r / ascend_env.TOOLKIT_SCRIPT for r in roots if (r / ascend_env.TOOLKIT_SCRIPT).is_file()), None)
+    expected = ", ".join(_inside(r / ascend_env.TOOLKIT_SCRIPT, root) for r in roots)
     if home:
         located = root / home.lstrip("/")
         if located.is_dir():
@@ -504,36 +515,53 @@ def check_cann(root: Path, environ: Mapping[str, str]) -> list[Finding]:
                     "cann",
                     f"ASCEND_TOOLKIT_HOME={home} does not exist",
                     cause="the image's CANN is elsewhere, or the variable came from another machine",
-                    fix="source the set_env.sh of the installed toolkit (/usr/local/Ascend/ascend-toolkit/set_env.sh)",
+                    fix=f"source the set_env.sh of the installed toolkit ({expected})",
                 )
             )
-    elif set_env:
+    elif toolkit:
         findings.append(
             _fail(
                 "cann",
-                f"CANN is installed ({set_env.relative_to(root)}) but its environment is not set "
+                f"CANN is installed ({_inside(toolkit, root)}) but its environment is not set "
                 "(ASCEND_TOOLKIT_HOME / ASCEND_HOME_PATH unset)",
                 cause="set_env.sh was not sourced: a server started from a non-login shell never reads ~/.bashrc "
                 "(`llama-ascend serve` sources it itself; a hand-written command does not)",
-                fix=f"start the server with `llama-ascend serve`, or `source /{set_env.relative_to(root)}` first",
+                fix=f"start the server with `llama-ascend serve`, or `source {_inside(toolkit, root)}` first",
             )
         )
     else:
-        findings.append(
-            _fail(
-                "cann",
-                "CANN toolkit not found (no ASCEND_TOOLKIT_HOME, no /usr/local/Ascend/ascend-toolkit/set_env.sh)",
-                cause="this is not the vLLM-Ascend image",
-                fix="run the llama-ascend image (based on vllm-ascend with CANN 8.5.1)",
+        known = {r / pattern for r in roots for pattern in ascend_env.SCRIPTS}
+        others = sorted({p for r in roots for p in r.glob("*/set_env.sh")} - known)
+        message = f"CANN toolkit not found (no ASCEND_TOOLKIT_HOME, no {expected})"
+        if others:
+            listed = ", ".join(_inside(p, root) for p in others)
+            findings.append(
+                _fail(
+                    "cann",
+                    f"{message}; {listed} exists, but `llama-ascend serve` does not source it "
+                    f"(it sources {', '.join(ascend_env.SCRIPTS)} under {', '.join(_inside(r, root) for r in roots)})",
+                    cause="CANN is installed in a layout other than the CANN base image's",
+                    fix=f"`source {_inside(others[0], root)}` before `llama-ascend serve` (it keeps the environment "
+                    f"it is given), or install the toolkit so that {expected} exists",
+                )
             )
-        )
-    if (root / ATB_SET_ENV).is_file() and not environ.get("ATB_HOME_PATH"):
+        else:
+            findings.append(
+                _fail(
+                    "cann",
+                    message,
+                    cause="this is not the vLLM-Ascend image",
+                    fix="run the llama-ascend image (based on vllm-ascend with CANN 8.5.1)",
+                )
+            )
+    atb = next((r / ascend_env.ATB_SCRIPT for r in roots if (r / ascend_env.ATB_SCRIPT).is_file()), None)
+    if atb and not environ.get("ATB_HOME_PATH"):
         findings.append(
             _fail(
                 "cann",
                 "the ATB library is installed but its environment is not set (ATB_HOME_PATH unset)",
                 cause="nnal/atb/set_env.sh was not sourced",
-                fix=f"source /{ATB_SET_ENV} too",
+                fix=f"source {_inside(atb, root)} too",
                 severity="warning",
             )
         )
