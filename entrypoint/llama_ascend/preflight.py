@@ -325,7 +325,7 @@ def free_bytes(path: str | os.PathLike[str]) -> int | None:
     return stats.f_bavail * stats.f_frsize
 
 
-def write_problem(path: str | os.PathLike[str], label: str) -> WriteProblem | None:
+def write_problem(path: str | os.PathLike[str], label: str, instead: str = "a directory") -> WriteProblem | None:
     """Can `path` be created (when missing) and written as a directory? None when it can.
 
     Finds a regular file in the way, a read-only filesystem, a directory this user may not write and a full
@@ -335,10 +335,10 @@ def write_problem(path: str | os.PathLike[str], label: str) -> WriteProblem | No
     target = Path(path).absolute()
     blocker = file_in_the_way(target)
     if blocker is not None:
-        what = f"{blocker} is a regular file" if blocker == target else f"{blocker} is a regular file, not a directory"
+        what = f"{blocker} is a regular file, not a directory"
         return WriteProblem(
-            f"{target} cannot be created: {what}",
-            f"move {blocker} away, or point {label} at a directory",
+            what if blocker == target else f"{target} cannot be created: {what}",
+            f"move {blocker} away, or point {label} at {instead}",
             cause="a file sits where the directory (or one of its parents) should be",
         )
     existing = _nearest_existing(target)
@@ -356,23 +356,23 @@ def write_problem(path: str | os.PathLike[str], label: str) -> WriteProblem | No
             return WriteProblem(
                 f"{target} {where} on a read-only filesystem",
                 f"mount the volume read-write (docker -v SRC:DST:rw; Kubernetes: readOnly: false), or point {label} "
-                "at a writable path",
+                f"at {instead} on a writable filesystem",
                 cause="the volume is mounted read-only",
             )
         if code in (errno.EACCES, errno.EPERM):
             return WriteProblem(
                 f"{target} {where} not writable by uid {os.getuid()}",
                 f"give this user write access (chown/chmod; Kubernetes: the pod's securityContext.fsGroup), or point "
-                f"{label} elsewhere",
+                f"{label} at {instead} it may write",
                 cause="the directory belongs to another user",
             )
         if code in (errno.ENOSPC, errno.EDQUOT):
             return WriteProblem(
                 f"{target} {where} on a full filesystem ({exc.strerror})",
-                f"free space or enlarge the volume, or point {label} at another one",
+                f"free space or enlarge the volume, or point {label} at {instead} on another filesystem",
             )
         return WriteProblem(
-            f"{target} {where} not writable: {exc.strerror or exc}", f"point {label} at a writable directory"
+            f"{target} {where} not writable: {exc.strerror or exc}", f"point {label} at {instead} that is writable"
         )
     return None
 
@@ -460,9 +460,9 @@ def require_writable_file(label: str, path: str | os.PathLike[str]) -> None:
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{label} {path}: is a directory; fix: name a file, e.g. {target / 'preflight.json'}")
-    problem = write_problem(target.absolute().parent, label)
+    problem = write_problem(target.absolute().parent, label, instead="a file elsewhere")
     if problem:
-        raise ConfigError(f"{label} {path}: {problem.message}; fix: {problem.fix}")
+        raise ConfigError(f"{label} {path}: cannot write it: {problem.message}; fix: {problem.fix}")
 
 
 # ------------------------------------------------------------------------------------------------- cpu backend
