@@ -425,7 +425,7 @@ def test_cache_dir_under_a_regular_file_fails_and_nothing_is_left_behind(tmp_pat
     [cache] = preflight.check_writes(config)  # local source: the model dir is only read, no volume check
     assert not cache.ok and cache.check == "cache-dir"
     assert cache.message == (
-        f"server.cache_dir: {tmp_path}/file/cache cannot be created: {tmp_path}/file is a regular file, not a directory"
+        f"server.cache_dir {tmp_path}/file/cache cannot be created: {tmp_path}/file is a regular file, not a directory"
     )
     assert cache.fix == f"move {tmp_path}/file away, or point server.cache_dir at a directory"
     assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -435,7 +435,7 @@ def test_cache_dir_that_can_be_created_passes_without_creating_it(tmp_path: Path
     config = config_for(tmp_path, cache_dir=str(tmp_path / "new" / "cache"))
     [cache] = preflight.check_writes(config)
     assert cache.ok and cache.message.startswith(
-        f"server.cache_dir: {tmp_path}/new/cache can be created (under {tmp_path},"
+        f"server.cache_dir {tmp_path}/new/cache can be created (under {tmp_path},"
     )
     assert not (tmp_path / "new").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(preflight.WRITE_PROBE_PREFIX)]
@@ -447,17 +447,17 @@ def test_volume_under_a_regular_file_fails_before_a_fetch(tmp_path: Path) -> Non
     cache, volume = preflight.check_writes(load_config(PROD_CONFIG, sets, environ={}))
     assert cache.ok and not volume.ok
     assert volume.message == (
-        f"model.path {tmp_path}/file/models: {tmp_path}/file/models cannot be created: {tmp_path}/file is a regular "
-        "file, not a directory; fetch cannot download the weights there"
+        f"model.path {tmp_path}/file/models cannot be created: {tmp_path}/file is a regular file, not a directory: "
+        "fetch cannot download the weights there"
     )
-    assert cache.message.startswith(f"server.cache_dir: {tmp_path}/cache can be created")
+    assert cache.message.startswith(f"server.cache_dir {tmp_path}/cache can be created")
 
 
 def test_default_cache_dir_is_named_as_the_default(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     sets = [f"model.path={tmp_path}/file/models", "server.cache_dir=null"]
     cache, _ = preflight.check_writes(load_config(PROD_CONFIG, sets, environ={}))
-    assert cache.message.startswith(f"server.cache_dir (unset: <model.path>/cache): {tmp_path}/file/models/cache")
+    assert cache.message.startswith(f"server.cache_dir (unset: <model.path>/cache) {tmp_path}/file/models/cache")
 
 
 def test_report_round_trip(tmp_path: Path) -> None:

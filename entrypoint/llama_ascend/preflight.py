@@ -304,7 +304,8 @@ WRITE_PROBE_PREFIX = ".llama-ascend-write-probe-"
 
 @dataclass(frozen=True)
 class WriteProblem:
-    """Why a directory cannot be created or written: what (`message`), and the `fix` for the key or flag `label`."""
+    """Why a directory cannot be created or written. `message` is a predicate of the path ("is on a read-only
+    filesystem"), so callers put the key or flag and the path before it; `fix` names the key or flag `label`."""
 
     message: str
     fix: str
@@ -337,7 +338,7 @@ def write_problem(path: str | os.PathLike[str], label: str, instead: str = "a di
     if blocker is not None:
         what = f"{blocker} is a regular file, not a directory"
         return WriteProblem(
-            what if blocker == target else f"{target} cannot be created: {what}",
+            "is a regular file, not a directory" if blocker == target else f"cannot be created: {what}",
             f"move {blocker} away, or point {label} at {instead}",
             cause="a file sits where the directory (or one of its parents) should be",
         )
@@ -354,55 +355,52 @@ def write_problem(path: str | os.PathLike[str], label: str, instead: str = "a di
         code = exc.errno
         if code == errno.EROFS:
             return WriteProblem(
-                f"{target} {where} on a read-only filesystem",
+                f"{where} on a read-only filesystem",
                 f"mount the volume read-write (docker -v SRC:DST:rw; Kubernetes: readOnly: false), or point {label} "
                 f"at {instead} on a writable filesystem",
                 cause="the volume is mounted read-only",
             )
         if code in (errno.EACCES, errno.EPERM):
             return WriteProblem(
-                f"{target} {where} not writable by uid {os.getuid()}",
+                f"{where} not writable by uid {os.getuid()}",
                 f"give this user write access (chown/chmod; Kubernetes: the pod's securityContext.fsGroup), or point "
                 f"{label} at {instead} it may write",
                 cause="the directory belongs to another user",
             )
         if code in (errno.ENOSPC, errno.EDQUOT):
             return WriteProblem(
-                f"{target} {where} on a full filesystem ({exc.strerror})",
+                f"{where} on a full filesystem ({exc.strerror})",
                 f"free space or enlarge the volume, or point {label} at {instead} on another filesystem",
             )
         return WriteProblem(
-            f"{target} {where} not writable: {exc.strerror or exc}", f"point {label} at {instead} that is writable"
+            f"{where} not writable ({exc.strerror or exc})", f"point {label} at {instead} that is writable"
         )
     return None
 
 
 def _writable_message(path: Path) -> str:
+    """'is writable, N GiB free' or 'can be created (under D, N GiB free)'."""
     existing = _nearest_existing(path.absolute())
     free = free_bytes(path)
     room = f", {_gib(free)} free" if free is not None else ""
     if existing == path.absolute():
-        return f"{path} is writable{room}"
-    return f"{path} can be created (under {existing}{room})"
+        return f"is writable{room}"
+    return f"can be created (under {existing}{room})"
 
 
 def check_cache_dir(config: Config) -> Finding:
     """server.cache_dir (compile caches, TMPDIR, the preflight report) can be created and written."""
     path = config.cache_dir
     label = "server.cache_dir"
-    default = (
-        ""
-        if config.server.cache_dir
-        else (
-            " (unset: $LLAMA_ASCEND_CACHE/compile-cache)"
-            if config.model.source == "local"
-            else " (unset: <model.path>/cache)"
-        )
-    )
+    if config.server.cache_dir:
+        name = f"{label} {path}"
+    else:
+        default = "$LLAMA_ASCEND_CACHE/compile-cache" if config.model.source == "local" else "<model.path>/cache"
+        name = f"{label} (unset: {default}) {path}"
     problem = write_problem(path, label)
     if problem:
-        return _fail("cache-dir", f"{label}{default}: {problem.message}", cause=problem.cause, fix=problem.fix)
-    return _ok("cache-dir", f"{label}{default}: {_writable_message(path)}")
+        return _fail("cache-dir", f"{name} {problem.message}", cause=problem.cause, fix=problem.fix)
+    return _ok("cache-dir", f"{name} {_writable_message(path)}")
 
 
 def check_volume(config: Config) -> Finding | None:
@@ -419,7 +417,7 @@ def check_volume(config: Config) -> Finding | None:
     if problem:
         return _fail(
             "volume",
-            f"model.path {root}: {problem.message}; fetch cannot download the weights there",
+            f"model.path {root} {problem.message}: fetch cannot download the weights there",
             cause=problem.cause,
             fix=problem.fix,
         )
@@ -432,7 +430,7 @@ def check_volume(config: Config) -> Finding | None:
             fix="free space or enlarge the volume (fetch checks the exact size before it downloads)",
             severity="warning",
         )
-    return _ok("volume", f"model.path {_writable_message(root)}: fetch downloads the weights there")
+    return _ok("volume", f"model.path {root} {_writable_message(root)}: fetch downloads the weights there")
 
 
 def check_writes(config: Config, skip: Collection[str] = ()) -> list[Finding]:
@@ -451,7 +449,7 @@ def require_writable_dir(label: str, path: str | os.PathLike[str]) -> None:
     """Raise ConfigError (exit 2) naming `label` when the directory cannot be created or written; creates nothing."""
     problem = write_problem(path, label)
     if problem:
-        raise ConfigError(f"{label} {path}: {problem.message}; fix: {problem.fix}")
+        raise ConfigError(f"{label} {path} {problem.message}; fix: {problem.fix}")
 
 
 def require_writable_file(label: str, path: str | os.PathLike[str]) -> None:
@@ -460,9 +458,12 @@ def require_writable_file(label: str, path: str | os.PathLike[str]) -> None:
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"{label} {path}: is a directory; fix: name a file, e.g. {target / 'preflight.json'}")
-    problem = write_problem(target.absolute().parent, label, instead="a file elsewhere")
+    directory = target.absolute().parent
+    problem = write_problem(directory, label, instead="a file elsewhere")
     if problem:
-        raise ConfigError(f"{label} {path}: cannot write it: {problem.message}; fix: {problem.fix}")
+        raise ConfigError(
+            f"{label} {path}: cannot write it: its directory {directory} {problem.message}; fix: {problem.fix}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------- cpu backend
