@@ -277,6 +277,19 @@ def test_exporter_on_a_port_already_in_use() -> None:
     )
 
 
+def test_exporter_port_out_of_range_from_its_environment_twin() -> None:
+    """A usage error is one line too (argparse's usage block is in --help)."""
+    result = cli("exporter", env={"LLAMA_ASCEND_EXPORTER_PORT": "70000"})
+    assert_error_lines(
+        result,
+        2,
+        [
+            "error: llama-ascend exporter: argument --port: 70000 is not a port number (0-65535; 0 picks a free one) "
+            "(see `llama-ascend exporter --help`)"
+        ],
+    )
+
+
 def test_bench_out_under_a_regular_file_before_any_request(blocker: Path) -> None:
     """Refused before the sweep: the URL is never contacted (nothing listens there)."""
     result = cli("bench", "--url", "http://127.0.0.1:9", "--out", f"{blocker}/results")

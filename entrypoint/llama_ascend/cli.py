@@ -9,6 +9,7 @@ import pkgutil
 import sys
 import traceback
 from types import ModuleType
+from typing import NoReturn
 
 from llama_ascend import __version__, commands
 from llama_ascend.errors import ExitCode, LlamaAscendError, describe_os_error
@@ -22,8 +23,15 @@ def _command_modules() -> dict[str, ModuleType]:
     return dict(sorted(found.items()))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one `error:` line (exit 2) like every other error; --help has the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(int(ExitCode.USAGE), f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llama-ascend",
         description="Serve Llama-3.1-8B-Instruct on Ascend 910B with vLLM + vLLM-Ascend (or its CPU stand-in).",
     )
