@@ -887,6 +887,13 @@ def _upstream_problem(key: str, value: str, ascend: AscendArgs) -> str | None:
 def check_accepted_values(vllm: VllmArgs, ascend: AscendArgs, vllm_sdist: Sdist, report: Report) -> None:
     """Every value the config accepts for a checked key, rendered for the ascend backend: accepted ones must be what
     vLLM-Ascend 0.18.0 runs; refused ones (exit 2) should be what it does not."""
+    from llama_ascend.config import ASCEND_GRAPH_MODE_REWRITES
+
+    if ascend.graph_mode_rewrites != ASCEND_GRAPH_MODE_REWRITES:  # what the refusal message tells the user
+        report.fail(
+            f"config.ASCEND_GRAPH_MODE_REWRITES is {ASCEND_GRAPH_MODE_REWRITES}, vLLM-Ascend's platform.py rewrites "
+            f"{ascend.graph_mode_rewrites}"
+        )
     for key, values in config_choices().items():
         for value in values:
             label = f"server.{key}={value}"

@@ -325,18 +325,22 @@ def test_every_value_the_config_accepts_is_checked(releases: tuple[pins.Sdist, p
 
 
 def test_an_accepted_value_upstream_does_not_run_fails(releases: tuple[pins.Sdist, pins.Sdist], capsys) -> None:
-    """A release whose platform does not run FULL, or supports no compressed-tensors: the values the config accepts
-    fail the check; a value the config refuses although the release runs it is a note."""
+    """A release whose platform does not run FULL, supports no compressed-tensors and rewrites FULL_AND_PIECEWISE
+    differently: the values the config accepts fail the check, and so does the config's account of the rewrite; a
+    value the config refuses although the release runs it is a note."""
     vllm, ascend = pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1])
     narrower = dataclasses.replace(
         ascend,
         graph_modes=ascend.graph_modes - {"FULL"},
+        graph_mode_rewrites={"FULL_AND_PIECEWISE": "NONE"},
         quantizations={"ascend", "awq"},
         registered_quantizations={"ascend", "awq"},
     )
     report = pins.Report()
     pins.check_accepted_values(vllm, narrower, releases[0], report)
     assert report.failures == [
+        "config.ASCEND_GRAPH_MODE_REWRITES is {'FULL_AND_PIECEWISE': 'PIECEWISE'}, vLLM-Ascend's platform.py rewrites "
+        "{'FULL_AND_PIECEWISE': 'NONE'}",
         "server.compilation=FULL: the config accepts it for the ascend backend, but --compilation-config: "
         "vLLM-Ascend's platform does not handle cudagraph_mode FULL (it falls back to NONE)",
         "server.quantization=compressed-tensors: the config accepts it for the ascend backend, but --quantization "
