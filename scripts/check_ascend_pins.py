@@ -12,8 +12,13 @@ that vLLM 0.18.0 and vLLM-Ascend 0.18.0 accept. So a wrong pin or flag fails her
 3. Arguments: `llama-ascend render --json` for the reference config and variants that reach every branch of render;
    each flag must be defined by vLLM 0.18.0's OpenAI server parser (read statically, with `ast`, from
    vllm/engine/arg_utils.py and vllm/entrypoints/openai/cli_args.py of the source release), JSON option keys must be
-   fields of the config classes they fill, the graph mode must be one vLLM-Ascend 0.18.0's platform handles, the
-   quantization one it supports, and every VLLM_* variable one that vllm/envs.py (or vllm_ascend/envs.py) reads.
+   fields of the config classes they fill, the graph mode must be one vLLM-Ascend 0.18.0's platform runs as it is
+   (not one it replaces, as FULL_AND_PIECEWISE by PIECEWISE, or lets fall back to NONE), the quantization one its
+   platform supports and its quantization registry registers, and every VLLM_* variable one that vllm/envs.py (or
+   vllm_ascend/envs.py) reads.
+4. Accepted values: every value the config's types accept for `server.compilation` and `server.quantization` (read
+   from the pydantic models, so a newly accepted value is checked too) is rendered for the ascend backend; a value
+   the config accepts must pass (3), a value it refuses (exit 2) must be one vLLM-Ascend 0.18.0 does not run.
 
 Downloads are cached under ~/.cache/llama-ascend/upstream ($LLAMA_ASCEND_CACHE). Needs PyPI (or a mirror set with
 PIP_INDEX_URL); no CANN, NPU or vLLM install.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -625,47 +631,164 @@ def _env_keys(text: str) -> set[str]:
 
 @dataclass
 class AscendArgs:
-    graph_modes: set[str]
-    quantizations: set[str]
+    graph_modes: set[str]  # the cudagraph modes platform.py runs as they are
+    quantizations: set[str]  # NPUPlatform.supported_quantization: vLLM refuses any other method at start
     additional_config_keys: set[str]
     env_vars: set[str]
+    # modes platform.py replaces by another one before it runs them: {FULL_AND_PIECEWISE: PIECEWISE}
+    graph_mode_rewrites: dict[str, str] = field(default_factory=dict)
+    # methods vllm_ascend registers with vLLM (@register_quantization_config): the ones it can load
+    registered_quantizations: set[str] = field(default_factory=set)
+
+
+def _mode_compares(test: ast.expr) -> list[str]:
+    """X of `<...>.cudagraph_mode == CUDAGraphMode.X`, also several joined by `or`."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.Or):
+        return [mode for value in test.values for mode in _mode_compares(value)]
+    if (
+        isinstance(test, ast.Compare)
+        and ast.unparse(test.left).endswith("cudagraph_mode")
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq)
+        and isinstance(test.comparators[0], ast.Attribute)
+        and ast.unparse(test.comparators[0].value) == "CUDAGraphMode"
+    ):
+        return [test.comparators[0].attr]
+    return []
+
+
+def _mode_assignments(body: list[ast.stmt]) -> list[str]:
+    """Y of every `<...>.cudagraph_mode = CUDAGraphMode.Y` in a branch body, in order."""
+    modes = []
+    for statement in body:
+        for node in ast.walk(statement):
+            if (
+                isinstance(node, ast.Assign)
+                and any(ast.unparse(t).endswith(".cudagraph_mode") for t in node.targets)
+                and isinstance(node.value, ast.Attribute)
+                and ast.unparse(node.value.value) == "CUDAGraphMode"
+            ):
+                modes.append(node.value.attr)
+    return modes
+
+
+def graph_mode_handling(platform_source: str) -> tuple[set[str], dict[str, str]]:
+    """(the modes platform.py runs as they are, {mode: the mode it replaces it with}).
+
+    A branch `if cudagraph_mode == X:` whose body assigns another mode to cudagraph_mode rewrites X (vLLM-Ascend
+    0.18.0: FULL_AND_PIECEWISE -> PIECEWISE); one that does not handles X. A mode no branch names falls through to
+    the final `else`, which sets NONE.
+    """
+    handled: set[str] = set()
+    rewrites: dict[str, str] = {}
+    for node in ast.walk(ast.parse(platform_source)):
+        if not isinstance(node, ast.If):
+            continue
+        assigned = _mode_assignments(node.body)
+        for mode in _mode_compares(node.test):
+            if assigned and assigned[-1] != mode:
+                rewrites[mode] = assigned[-1]
+            else:
+                handled.add(mode)
+    return handled - set(rewrites), rewrites
+
+
+def _string_constants(tree: ast.AST) -> dict[str, str]:
+    return {
+        t.id: n.value.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+        for t in n.targets
+        if isinstance(t, ast.Name)
+    }
+
+
+def _string_value(node: ast.expr, constants: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return constants.get(node.id) if isinstance(node, ast.Name) else None
+
+
+def registered_quantizations(sdist: Sdist, constants: dict[str, str]) -> set[str]:
+    """The methods of every `@register_quantization_config(NAME)` under vllm_ascend/."""
+    methods: set[str] = set()
+    for name in sdist.names("vllm_ascend/"):
+        if not name.endswith(".py"):
+            continue
+        for node in ast.walk(ast.parse(sdist.read(name))):
+            if isinstance(node, ast.ClassDef | ast.FunctionDef):
+                for decorator in node.decorator_list:
+                    if (
+                        isinstance(decorator, ast.Call)
+                        and ast.unparse(decorator.func).endswith("register_quantization_config")
+                        and decorator.args
+                    ):
+                        value = _string_value(decorator.args[0], constants)
+                        if value:
+                            methods.add(value)
+    return methods
 
 
 def parse_vllm_ascend(sdist: Sdist) -> AscendArgs:
     platform = sdist.read("vllm_ascend/platform.py")
-    utils = ast.parse(sdist.read("vllm_ascend/utils.py"))
-    constants = {
-        t.id: n.value.value
-        for n in ast.walk(utils)
-        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
-        for t in n.targets
-        if isinstance(t, ast.Name)
-    }
+    constants = _string_constants(ast.parse(sdist.read("vllm_ascend/utils.py")))
     quantizations: set[str] = set()
-    graph_modes: set[str] = set()
     for node in ast.walk(ast.parse(platform)):
         if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "supported_quantization":
             for elt in getattr(node.value, "elts", []):
-                value = elt.value if isinstance(elt, ast.Constant) else constants.get(getattr(elt, "id", ""))
-                if isinstance(value, str):
+                value = _string_value(elt, constants)
+                if value:
                     quantizations.add(value)
-        # The modes check_and_update_config compares against: the ones it handles (others fall back to NONE).
-        if isinstance(node, ast.Compare) and ast.unparse(node.left).endswith("cudagraph_mode"):
-            for comp in node.comparators:
-                if isinstance(comp, ast.Attribute) and ast.unparse(comp.value) == "CUDAGraphMode":
-                    graph_modes.add(comp.attr)
+    graph_modes, rewrites = graph_mode_handling(platform)
     keys = set(re.findall(r"additional_config\.get\(\s*\"(\w+)\"", sdist.read("vllm_ascend/ascend_config.py")))
-    return AscendArgs(graph_modes, quantizations, keys, _env_keys(sdist.read("vllm_ascend/envs.py")))
+    return AscendArgs(
+        graph_modes,
+        quantizations,
+        keys,
+        _env_keys(sdist.read("vllm_ascend/envs.py")),
+        rewrites,
+        registered_quantizations(sdist, constants),
+    )
 
 
-def render_launch(sets: tuple[str, ...], config: Path = REFERENCE_CONFIG) -> dict:
+def graph_mode_problem(mode: str, ascend: AscendArgs) -> str | None:
+    """Why vLLM-Ascend 0.18.0 does not run cudagraph_mode `mode` as asked, or None when it does."""
+    if mode in ascend.graph_mode_rewrites:
+        return f"vLLM-Ascend's platform silently runs cudagraph_mode {mode} as {ascend.graph_mode_rewrites[mode]}"
+    if mode not in ascend.graph_modes:
+        return f"vLLM-Ascend's platform does not handle cudagraph_mode {mode} (it falls back to NONE)"
+    return None
+
+
+def quantization_problem(method: str, ascend: AscendArgs) -> str | None:
+    """Why vLLM-Ascend 0.18.0 does not run quantization `method`, or None when it does."""
+    if method not in ascend.quantizations:
+        return f"vLLM-Ascend supports {sorted(ascend.quantizations)} (NPUPlatform.supported_quantization)"
+    if ascend.registered_quantizations and method not in ascend.registered_quantizations:
+        return f"vLLM-Ascend registers no `{method}` quantization config ({sorted(ascend.registered_quantizations)})"
+    return None
+
+
+class RenderRefused(RuntimeError):
+    """`llama-ascend render` refused the config (exit 2); the message is its stderr."""
+
+
+@functools.cache
+def _render(sets: tuple[str, ...], config: Path) -> tuple[int, str, str]:
     cmd = [sys.executable, "-m", "llama_ascend", "render", "--json", "--config", str(config)]
     for item in sets:
         cmd += ["--set", item]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()}")
-    return json.loads(result.stdout)
+    return result.returncode, result.stdout, result.stderr.strip()
+
+
+def render_launch(sets: tuple[str, ...], config: Path = REFERENCE_CONFIG) -> dict:
+    returncode, stdout, stderr = _render(tuple(sets), config)
+    if returncode == 2:
+        raise RenderRefused(stderr)
+    if returncode != 0:
+        raise RuntimeError(f"llama-ascend render {' '.join(sets)} exited {returncode}: {stderr}")
+    return json.loads(stdout)
 
 
 def options(argv: list[str]) -> Iterator[tuple[str, str | None]]:
@@ -708,15 +831,15 @@ def check_launch(launch: dict, vllm: VllmArgs, ascend: AscendArgs, vllm_sdist: S
             mode = config.get("cudagraph_mode")
             if mode is not None and mode not in vllm.graph_modes:
                 problems.append(f"--compilation-config: cudagraph_mode {mode} is not a CUDAGraphMode")
-            elif mode is not None and mode not in ascend.graph_modes:
-                problems.append(f"--compilation-config: vLLM-Ascend's platform does not handle cudagraph_mode {mode}")
+            elif mode is not None and (problem := graph_mode_problem(mode, ascend)):
+                problems.append(f"--compilation-config: {problem}")
         if normalized == "--additional-config" and value is not None:
             for key in set(json.loads(value)) - ascend.additional_config_keys:
                 problems.append(f"--additional-config: vLLM-Ascend reads no `{key}`")
         if normalized == "--dtype" and value not in vllm.dtypes:
             problems.append(f"--dtype {value}: not one of {sorted(vllm.dtypes)}")
-        if normalized == "--quantization" and value not in ascend.quantizations:
-            problems.append(f"--quantization {value}: vLLM-Ascend supports {sorted(ascend.quantizations)}")
+        if normalized == "--quantization" and (problem := quantization_problem(str(value), ascend)):
+            problems.append(f"--quantization {value}: {problem}")
     known_env = vllm.env_vars | ascend.env_vars
     for name in [*launch.get("env", {}), *launch.get("secret_env", {})]:
         if name.startswith("VLLM_") and name not in known_env:
@@ -729,8 +852,9 @@ def check_arguments(vllm_sdist: Sdist, ascend_sdist: Sdist, report: Report) -> N
     ascend = parse_vllm_ascend(ascend_sdist)
     report.ok(
         f"read {len(vllm.flags)} server flags, {len(vllm.compilation_fields)} CompilationConfig fields and "
-        f"{len(vllm.env_vars)} VLLM_* variables from vLLM; graph modes {sorted(ascend.graph_modes)} and "
-        f"quantizations {sorted(ascend.quantizations)} from vLLM-Ascend"
+        f"{len(vllm.env_vars)} VLLM_* variables from vLLM; graph modes {sorted(ascend.graph_modes)} (rewritten: "
+        f"{ascend.graph_mode_rewrites or 'none'}), quantizations {sorted(ascend.quantizations)} (registered: "
+        f"{sorted(ascend.registered_quantizations)}) from vLLM-Ascend"
     )
     for sets in RENDER_VARIANTS:
         label = " ".join(f"--set {s}" for s in sets) or "reference config"
@@ -739,6 +863,57 @@ def check_arguments(vllm_sdist: Sdist, ascend_sdist: Sdist, report: Report) -> N
             report.fail(f"render ({label}): {problem}")
         if not problems:
             report.ok(f"render ({label}): every flag, option key and VLLM_* variable is known to 0.18.0")
+    check_accepted_values(vllm, ascend, vllm_sdist, report)
+
+
+# The server keys whose values vLLM-Ascend interprets: every value the config accepts for them is checked.
+CHECKED_KEYS = ("compilation", "quantization")
+
+
+def config_choices() -> dict[str, list[str]]:
+    """What the config's types accept for the server keys whose values reach vLLM-Ascend (null aside)."""
+    from llama_ascend.config import ServerConfig, literal_values
+
+    return {
+        key: [v for v in literal_values(ServerConfig.model_fields[key].annotation) if v is not None]
+        for key in CHECKED_KEYS
+    }
+
+
+def _upstream_problem(key: str, value: str, ascend: AscendArgs) -> str | None:
+    return graph_mode_problem(value, ascend) if key == "compilation" else quantization_problem(value, ascend)
+
+
+def check_accepted_values(vllm: VllmArgs, ascend: AscendArgs, vllm_sdist: Sdist, report: Report) -> None:
+    """Every value the config accepts for a checked key, rendered for the ascend backend: accepted ones must be what
+    vLLM-Ascend 0.18.0 runs; refused ones (exit 2) should be what it does not."""
+    from llama_ascend.config import ASCEND_GRAPH_MODE_REWRITES
+
+    if ascend.graph_mode_rewrites != ASCEND_GRAPH_MODE_REWRITES:  # what the refusal message tells the user
+        report.fail(
+            f"config.ASCEND_GRAPH_MODE_REWRITES is {ASCEND_GRAPH_MODE_REWRITES}, vLLM-Ascend's platform.py rewrites "
+            f"{ascend.graph_mode_rewrites}"
+        )
+    for key, values in config_choices().items():
+        for value in values:
+            label = f"server.{key}={value}"
+            upstream = _upstream_problem(key, value, ascend)
+            try:
+                launch = render_launch(("backend=ascend", label))
+            except RenderRefused as refused:
+                if upstream:
+                    report.ok(f"{label}: refused by the config (exit 2), rightly: {upstream}")
+                else:
+                    report.note(f"{label}: refused by the config, but vLLM-Ascend 0.18.0 runs it: {refused}")
+                continue
+            except RuntimeError as exc:
+                report.fail(f"{label}: {exc}")
+                continue
+            problems = check_launch(launch, vllm, ascend, vllm_sdist)
+            for problem in problems:
+                report.fail(f"{label}: the config accepts it for the ascend backend, but {problem}")
+            if not problems:
+                report.ok(f"{label}: accepted by the config, and vLLM-Ascend 0.18.0 runs it")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

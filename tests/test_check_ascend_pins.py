@@ -4,6 +4,7 @@ code patterns the parser relies on). `make check-pins` runs it against the real 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import sys
@@ -53,6 +54,7 @@ VLLM_FILES = {
             PIECEWISE = 1
             FULL = 2
             FULL_DECODE_ONLY = (FULL, NONE)
+            FULL_AND_PIECEWISE = (FULL, PIECEWISE)
         class CompilationConfig:
             mode: int = 0
             cudagraph_mode: CUDAGraphMode = None
@@ -76,6 +78,10 @@ VLLM_FILES = {
                 model_group.add_argument("--trust-remote-code", **model_kwargs["trust_remote_code"])
                 model_group.add_argument("--skip-tokenizer-init", **{**model_kwargs["skip_tokenizer_init"], "default": None})
                 model_group.add_argument("--quantization", "-q", type=str)
+                model_group.add_argument("--served-model-name", nargs="+", type=str)
+                parser.add_argument("--tensor-parallel-size", "-tp", type=int)
+                parser.add_argument("--max-num-seqs", type=int)
+                parser.add_argument("--gpu-memory-utilization", type=float)
                 vllm_kwargs = get_kwargs(VllmConfig)
                 vllm_group = parser.add_argument_group(title="VllmConfig")
                 vllm_group.add_argument("--compilation-config", "-cc", **vllm_kwargs["compilation_config"])
@@ -111,15 +117,42 @@ VLLM_FILES = {
 ASCEND_FILES = {
     "PKG-INFO": "Metadata-Version: 2.1\nName: vllm_ascend\nVersion: 0.18.0\nRequires-Dist: torch==2.9.0\n",
     "vllm_ascend/utils.py": 'ASCEND_QUANTIZATION_METHOD = "ascend"\nCOMPRESSED_TENSORS_METHOD = "compressed-tensors"\n',
+    # The shape of vLLM-Ascend 0.18.0's check_and_update_config: FULL_AND_PIECEWISE replaced by PIECEWISE, an
+    # if/elif chain over the modes it runs, and an `else` that falls back to NONE.
     "vllm_ascend/platform.py": """
         class NPUPlatform:
             supported_quantization: list[str] = [ASCEND_QUANTIZATION_METHOD, COMPRESSED_TENSORS_METHOD]
             @classmethod
-            def check_and_update_config(cls, compilation_config):
+            def check_and_update_config(cls, compilation_config, model_config):
+                if compilation_config.cudagraph_mode == CUDAGraphMode.FULL_AND_PIECEWISE:
+                    compilation_config.cudagraph_mode = CUDAGraphMode.PIECEWISE
+                if model_config and model_config.is_encoder_decoder is True:
+                    if compilation_config.cudagraph_mode == CUDAGraphMode.FULL_DECODE_ONLY:
+                        logger.warning("fallback to PIECEWISE")
+                    compilation_config.cudagraph_mode = CUDAGraphMode.PIECEWISE
                 if compilation_config.cudagraph_mode == CUDAGraphMode.NONE:
-                    pass
+                    compilation_config.mode = CompilationMode.NONE
                 elif compilation_config.cudagraph_mode == CUDAGraphMode.PIECEWISE:
-                    pass
+                    compilation_config.use_inductor = False
+                elif (
+                    compilation_config.cudagraph_mode == CUDAGraphMode.FULL_DECODE_ONLY
+                    or compilation_config.cudagraph_mode == CUDAGraphMode.FULL
+                ):
+                    compilation_config.splitting_ops = []
+                else:
+                    compilation_config.cudagraph_mode = CUDAGraphMode.NONE
+                if compilation_config.cudagraph_mode != CUDAGraphMode.NONE and blocking:
+                    raise ValueError("ACL graph is incompatible with ASCEND_LAUNCH_BLOCKING=1")
+    """,
+    "vllm_ascend/quantization/modelslim_config.py": """
+        @register_quantization_config(ASCEND_QUANTIZATION_METHOD)
+        class AscendModelSlimConfig:
+            pass
+    """,
+    "vllm_ascend/quantization/compressed_tensors_config.py": """
+        @register_quantization_config(COMPRESSED_TENSORS_METHOD)
+        class AscendCompressedTensorsConfig:
+            pass
     """,
     "vllm_ascend/ascend_config.py": """
         class AscendConfig:
@@ -183,7 +216,7 @@ def test_parser_reads_flags_booleans_and_config_fields(releases: tuple[pins.Sdis
     assert "--no-skip-tokenizer-init" in vllm.flags  # bool field spread inside a dict merge
     assert "--no-model" not in vllm.flags and "--no-headless" not in vllm.flags
     assert vllm.compilation_fields == {"mode", "cudagraph_mode"}
-    assert vllm.graph_modes == {"NONE", "PIECEWISE", "FULL", "FULL_DECODE_ONLY"}
+    assert vllm.graph_modes == {"NONE", "PIECEWISE", "FULL", "FULL_DECODE_ONLY", "FULL_AND_PIECEWISE"}
     assert vllm.dtypes == {"auto", "half", "bfloat16", "float"}
     assert vllm.env_vars == {"VLLM_CACHE_ROOT", "VLLM_API_KEY", "VLLM_NO_USAGE_STATS"}
 
@@ -191,7 +224,9 @@ def test_parser_reads_flags_booleans_and_config_fields(releases: tuple[pins.Sdis
 def test_ascend_parser_reads_platform_and_config(releases: tuple[pins.Sdist, pins.Sdist]) -> None:
     ascend = pins.parse_vllm_ascend(releases[1])
     assert ascend.quantizations == {"ascend", "compressed-tensors"}
-    assert ascend.graph_modes == {"NONE", "PIECEWISE"}
+    assert ascend.registered_quantizations == {"ascend", "compressed-tensors"}
+    assert ascend.graph_modes == {"NONE", "PIECEWISE", "FULL_DECODE_ONLY", "FULL"}
+    assert ascend.graph_mode_rewrites == {"FULL_AND_PIECEWISE": "PIECEWISE"}
     assert ascend.additional_config_keys == {"enable_kv_nz"}
     assert ascend.env_vars == {"VLLM_ASCEND_ENABLE_NZ"}
 
@@ -224,7 +259,10 @@ def test_check_launch(
 @pytest.mark.parametrize(
     ("config", "problem"),
     [
-        ({"cudagraph_mode": "FULL"}, "vLLM-Ascend's platform does not handle cudagraph_mode FULL"),
+        (
+            {"cudagraph_mode": "FULL_AND_PIECEWISE"},
+            "vLLM-Ascend's platform silently runs cudagraph_mode FULL_AND_PIECEWISE as PIECEWISE",
+        ),
         ({"cudagraph_mode": "ALL"}, "cudagraph_mode ALL is not a CUDAGraphMode"),
         ({"cudagraph_mode": "NONE", "level": 3}, "`level` is not a CompilationConfig field"),
     ],
@@ -234,6 +272,82 @@ def test_compilation_config_is_checked(releases: tuple[pins.Sdist, pins.Sdist], 
     launch = _launch("--model", "/m", "--compilation-config", json.dumps(config))
     problems = pins.check_launch(launch, vllm, ascend, releases[0])
     assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_a_mode_no_branch_names_falls_back_to_none() -> None:
+    handled, rewrites = pins.graph_mode_handling(
+        textwrap.dedent("""
+            if compilation_config.cudagraph_mode == CUDAGraphMode.PIECEWISE:
+                pass
+            else:
+                compilation_config.cudagraph_mode = CUDAGraphMode.NONE
+        """)
+    )
+    ascend = pins.AscendArgs(handled, {"ascend"}, set(), set(), rewrites, {"ascend"})
+    assert (handled, rewrites) == ({"PIECEWISE"}, {})
+    assert pins.graph_mode_problem("FULL", ascend) == (
+        "vLLM-Ascend's platform does not handle cudagraph_mode FULL (it falls back to NONE)"
+    )
+    assert pins.quantization_problem("compressed-tensors", ascend) == (
+        "vLLM-Ascend supports ['ascend'] (NPUPlatform.supported_quantization)"
+    )
+
+
+def test_every_value_the_config_accepts_is_checked(releases: tuple[pins.Sdist, pins.Sdist], capsys) -> None:
+    """Each value the config's types accept for compilation / quantization is rendered for the ascend backend: the
+    accepted ones pass against the release, the refused ones are the ones vLLM-Ascend does not run."""
+    assert pins.config_choices() == {
+        "compilation": ["PIECEWISE", "FULL_DECODE_ONLY", "FULL", "FULL_AND_PIECEWISE", "NONE"],
+        "quantization": ["ascend", "awq", "gptq", "fp8", "compressed-tensors", "bitsandbytes"],
+    }
+    vllm, ascend = pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1])
+    report = pins.Report()
+    pins.check_accepted_values(vllm, ascend, releases[0], report)
+    assert report.failures == [] and report.notes == []
+    verdicts = [line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()]  # after "ok"
+    assert verdicts == [
+        "server.compilation=PIECEWISE: accepted by the config, and vLLM-Ascend 0.18.0 runs it",
+        "server.compilation=FULL_DECODE_ONLY: accepted by the config, and vLLM-Ascend 0.18.0 runs it",
+        "server.compilation=FULL: accepted by the config, and vLLM-Ascend 0.18.0 runs it",
+        "server.compilation=FULL_AND_PIECEWISE: refused by the config (exit 2), rightly: vLLM-Ascend's platform "
+        "silently runs cudagraph_mode FULL_AND_PIECEWISE as PIECEWISE",
+        "server.compilation=NONE: accepted by the config, and vLLM-Ascend 0.18.0 runs it",
+        "server.quantization=ascend: accepted by the config, and vLLM-Ascend 0.18.0 runs it",
+        *(
+            f"server.quantization={method}: refused by the config (exit 2), rightly: vLLM-Ascend supports "
+            "['ascend', 'compressed-tensors'] (NPUPlatform.supported_quantization)"
+            for method in ("awq", "gptq", "fp8")
+        ),
+        "server.quantization=compressed-tensors: accepted by the config, and vLLM-Ascend 0.18.0 runs it",
+        "server.quantization=bitsandbytes: refused by the config (exit 2), rightly: vLLM-Ascend supports "
+        "['ascend', 'compressed-tensors'] (NPUPlatform.supported_quantization)",
+    ]
+
+
+def test_an_accepted_value_upstream_does_not_run_fails(releases: tuple[pins.Sdist, pins.Sdist], capsys) -> None:
+    """A release whose platform does not run FULL, supports no compressed-tensors and rewrites FULL_AND_PIECEWISE
+    differently: the values the config accepts fail the check, and so does the config's account of the rewrite; a
+    value the config refuses although the release runs it is a note."""
+    vllm, ascend = pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1])
+    narrower = dataclasses.replace(
+        ascend,
+        graph_modes=ascend.graph_modes - {"FULL"},
+        graph_mode_rewrites={"FULL_AND_PIECEWISE": "NONE"},
+        quantizations={"ascend", "awq"},
+        registered_quantizations={"ascend", "awq"},
+    )
+    report = pins.Report()
+    pins.check_accepted_values(vllm, narrower, releases[0], report)
+    assert report.failures == [
+        "config.ASCEND_GRAPH_MODE_REWRITES is {'FULL_AND_PIECEWISE': 'PIECEWISE'}, vLLM-Ascend's platform.py rewrites "
+        "{'FULL_AND_PIECEWISE': 'NONE'}",
+        "server.compilation=FULL: the config accepts it for the ascend backend, but --compilation-config: "
+        "vLLM-Ascend's platform does not handle cudagraph_mode FULL (it falls back to NONE)",
+        "server.quantization=compressed-tensors: the config accepts it for the ascend backend, but --quantization "
+        "compressed-tensors: vLLM-Ascend supports ['ascend', 'awq'] (NPUPlatform.supported_quantization)",
+    ]
+    [note] = report.notes
+    assert note.startswith("server.quantization=awq: refused by the config, but vLLM-Ascend 0.18.0 runs it: error: ")
 
 
 def test_wrong_module_is_reported(releases: tuple[pins.Sdist, pins.Sdist]) -> None:

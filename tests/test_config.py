@@ -127,6 +127,88 @@ def test_all_errors_reported_at_once(tmp_path):
     assert len(lines) == 3 and all(line.startswith(str(tmp_path / "config.yaml")) for line in lines)
 
 
+def test_every_problem_at_once_with_its_origin_including_each_extra_args_duplicate(tmp_path):
+    """Overrides that do not parse, wrong values and every managed flag in extra_args: one line each, together."""
+    path = write(tmp_path, "server:\n  max_num_seqs: 0\n  extra_args: [--port=9, --seed=1, --dtype, half]\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(
+            path,
+            ["server.port=0", "server.max_num_seq=3", "nokey"],
+            environ={"LLAMA_ASCEND__SERVER__HOST": "[", "LLAMA_ASCEND__SERVER__MAX_MODEL_LEN": "x"},
+        )
+    assert str(raised.value).splitlines() == [
+        "$LLAMA_ASCEND__SERVER__HOST='[': the value is not valid YAML (expected the node content, but found "
+        "'<stream end>')",
+        "--set 'nokey': expected KEY=VALUE with a dotted key, e.g. --set server.max_num_seqs=16",
+        "--set: server.port: Input should be greater than or equal to 1 (got 0)",  # in the order of the fields
+        "$LLAMA_ASCEND__SERVER__MAX_MODEL_LEN: server.max_model_len: Input should be a valid integer (got 'x')",
+        f"{path}: server.max_num_seqs: Input should be greater than or equal to 1 (got 0)",
+        "--set: server.max_num_seq: unknown key (did you mean 'max_num_seqs'?)",
+        f"{path}: server.extra_args: '--port=9' duplicates the managed key server.port; set that key instead",
+        f"{path}: server.extra_args: '--dtype' duplicates the managed key server.dtype; set that key instead",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (
+            ["server.compilation=FULL_AND_PIECEWISE"],
+            "--set: server.compilation: 'FULL_AND_PIECEWISE' is refused on the ascend backend: vLLM-Ascend 0.18.0 "
+            "runs 'PIECEWISE', 'FULL_DECODE_ONLY', 'FULL', 'NONE'; it silently runs FULL_AND_PIECEWISE as "
+            "PIECEWISE; set server.compilation to one of them",
+        ),
+        *(
+            (
+                [f"server.quantization={method}"],
+                f"--set: server.quantization: '{method}' is refused on the ascend backend: vLLM-Ascend 0.18.0 "
+                "supports only 'ascend', 'compressed-tensors'; use a checkpoint quantized for Ascend (msModelSlim "
+                "W8A8/W8A16: `ascend`) or compressed-tensors, or null for the bf16 weights",
+            )
+            for method in ("awq", "gptq", "fp8", "bitsandbytes")
+        ),
+        (
+            ["backend=cpu", "server.quantization=ascend"],
+            "--set: server.quantization: 'ascend' is refused on the cpu backend: `ascend` is vLLM-Ascend's method; "
+            "vLLM's CPU backend has none by that name; set server.quantization to null (bf16 weights), or use "
+            "backend: ascend",
+        ),
+    ],
+)
+def test_values_the_backend_does_not_run_are_refused(sets, expected):
+    with pytest.raises(ConfigError) as raised:
+        load_config(PROD_CONFIG, sets, environ={})
+    assert str(raised.value) == expected
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["server.compilation=FULL"],
+        ["server.compilation=FULL_DECODE_ONLY"],
+        ["server.compilation=NONE"],
+        ["server.quantization=ascend"],
+        ["server.quantization=compressed-tensors"],
+        # compilation is ignored on cpu; vLLM's CPU backend has its own quantization methods
+        ["backend=cpu", "server.compilation=FULL_AND_PIECEWISE", "server.quantization=awq"],
+    ],
+)
+def test_values_the_backend_runs_are_accepted(sets):
+    load_config(PROD_CONFIG, sets, environ={})
+
+
+def test_schema_holds_the_ascend_backends_choices():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(config_schema())
+    assert not validator.is_valid({"server": {"compilation": "FULL_AND_PIECEWISE"}})  # backend defaults to ascend
+    assert not validator.is_valid({"backend": "ascend", "server": {"quantization": "awq"}})
+    assert validator.is_valid({"backend": "ascend", "server": {"quantization": "ascend", "compilation": "FULL"}})
+    assert validator.is_valid(
+        {"backend": "cpu", "server": {"quantization": "awq", "compilation": "FULL_AND_PIECEWISE"}}
+    )
+    assert not validator.is_valid({"backend": "cpu", "server": {"quantization": "ascend"}})
+
+
 def test_env_override_origin_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"\$LLAMA_ASCEND__SERVER__PORT: server.port"):
         load_config(write(tmp_path, ""), environ={"LLAMA_ASCEND__SERVER__PORT": "x"})

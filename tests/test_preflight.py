@@ -159,6 +159,36 @@ def test_every_missing_piece_is_reported_at_once(tmp_path: Path) -> None:
     assert len(failed) == 6
 
 
+def test_cann_in_a_layout_serve_does_not_source_is_not_an_install(tmp_path: Path) -> None:
+    """ascend_env.SCRIPTS is what serve sources; a set_env.sh elsewhere (Ascend/cann/) is named, not accepted."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,), cann=False)
+    (root / "usr/local/Ascend/cann").mkdir(parents=True)
+    (root / "usr/local/Ascend/cann/set_env.sh").write_text("export ASCEND_TOOLKIT_HOME=...\n")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ={})
+    [cann] = preflight.failures(by_check(findings, "cann"))
+    assert cann.message == (
+        "CANN toolkit not found (no ASCEND_TOOLKIT_HOME, no /usr/local/Ascend/ascend-toolkit/set_env.sh); "
+        "/usr/local/Ascend/cann/set_env.sh exists, but `llama-ascend serve` does not source it (it sources "
+        "ascend-toolkit/set_env.sh, cann-*/share/info/ascendnpu-ir/bin/set_env.sh, nnal/atb/set_env.sh under "
+        "/usr/local/Ascend)"
+    )
+    assert cann.fix.startswith("`source /usr/local/Ascend/cann/set_env.sh` before `llama-ascend serve`")
+    assert "start the server with `llama-ascend serve`" not in cann.describe()
+
+
+def test_cann_roots_follow_the_variable_serve_reads(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,), cann=False)
+    (root / "opt/cann/ascend-toolkit").mkdir(parents=True)
+    (root / "opt/cann/ascend-toolkit/set_env.sh").write_text("")
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ={"LLAMA_ASCEND_CANN_ROOTS": "/opt/cann"}
+    )
+    [cann] = preflight.failures(by_check(findings, "cann"))
+    assert cann.message.startswith("CANN is installed (/opt/cann/ascend-toolkit/set_env.sh) but its environment")
+
+
 def test_allocated_card_not_mounted(tmp_path: Path) -> None:
     config = config_for(tmp_path, tensor_parallel_size=2)
     root = make_node(tmp_path / "root", cards=(2,))
@@ -201,14 +231,114 @@ def test_allocation_maps_to_logical_ids_and_cards_are_checked(tmp_path: Path) ->
     assert "per card at TP=2" in hbm4.message and "weights 7.5 GiB" in hbm4.message
 
 
-def test_model_too_big_for_the_card(tmp_path: Path) -> None:
+def test_kv_cache_for_every_sequence_not_fitting_is_a_warning(tmp_path: Path) -> None:
+    """8 x 131072 tokens need 128 GiB of KV cache: vLLM still starts (one sequence fits), so it is a warning."""
     config = config_for(tmp_path, max_model_len=131072, max_num_seqs=8)
     root = make_node(tmp_path / "root", cards=(0, 1))
     findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
-    [hbm] = preflight.failures(findings)
-    assert hbm.check == "hbm"
+    assert preflight.failures(findings) == []
+    [hbm] = by_check(findings, "hbm")
+    assert (hbm.ok, hbm.severity) == (False, "warning")
     assert "KV cache for 8 x 131072 tokens 128.0 GiB" in hbm.message
+    # 54.8 GiB - 15.0 GiB weights - 2 GiB runtime = 37.8 GiB of KV cache: two 16 GiB sequences
+    assert hbm.message.endswith("vLLM starts, but only 2 of them fit at full length at once")
     assert "tensor_parallel_size" in hbm.fix and "max_model_len" in hbm.fix
+
+
+def test_share_too_small_for_the_weights_proposes_the_share_that_holds_them(tmp_path: Path) -> None:
+    config = config_for(tmp_path, max_model_len=131072, gpu_memory_utilization=0.5)
+    root = make_node(tmp_path / "root", cards=(0, 1))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [hbm] = preflight.failures(findings)
+    # weights 15.0 + one 131072-token sequence 16.0 + runtime 2.0 = 33.0 GiB of the 60.9 GiB torch sees: 0.55
+    assert "the model needs at least ~33.0 GiB (weights 15.0 GiB + one 131072-token sequence's KV cache 16.0 GiB" in (
+        hbm.message
+    )
+    assert hbm.fix.startswith("raise server.gpu_memory_utilization to 0.55 or more")
+
+
+def test_card_too_small_for_any_share_advises_tp_or_a_shorter_context(tmp_path: Path) -> None:
+    """A 16 GB card: even gpu_memory_utilization=1.0 cannot hold 15 GiB of weights + KV + runtime."""
+    table = tmp_path / "small-card.txt"
+    text = (NPU_SMI / "910b3-2cards-idle-crlf.txt").read_text()
+    table.write_text(text.replace("/ 65536", "/ 16384"))
+    config = config_for(tmp_path, gpu_memory_utilization=1.0)
+    root = make_node(tmp_path / "root", cards=(0, 1))
+    findings = preflight.run_checks(config, root, table, environ=CANN_ENV)
+    [hbm] = preflight.failures(findings)
+    assert "torch sees 12.9 GiB" in hbm.message  # 16384 - 3161 MB
+    # TP 2: 7.5 GiB of weights + 0.25 GiB for one sequence + 2 GiB per card fit 12.9 GiB
+    assert (
+        hbm.fix
+        == "even gpu_memory_utilization=1.0 cannot hold that: raise server.tensor_parallel_size to 2 (~9.7 GiB per card)"
+    )
+
+
+def test_a_card_with_4_gib_free_gets_no_share_that_cannot_hold_the_weights(tmp_path: Path) -> None:
+    """Another workload leaves 4.2 GiB of 64 GB free: no gpu_memory_utilization holds 15 GiB of weights, so the
+    advice is to free the card (it used to propose 0.05)."""
+    table = tmp_path / "busy.txt"
+    text = (NPU_SMI / "910b-reference-vllm.txt").read_text()
+    table.write_text(text.replace("59678/ 65536", "61236/ 65536").replace("| 56624 |", "| 58182 |"))
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,))
+    findings = preflight.run_checks(config, root, table, environ=CANN_ENV)
+    [hbm] = preflight.failures(by_check(findings, "hbm"))
+    assert "only 4.2 GiB is free (58182 MB held by other processes)" in hbm.message
+    assert hbm.fix == (
+        "free the card (stop the workload that holds it) or schedule on a free card; no gpu_memory_utilization "
+        "fits: the 4.2 GiB free cannot hold ~17.5 GiB (weights 15.0 GiB + one 4096-token sequence's KV cache 0.5 GiB "
+        "+ runtime 2.0 GiB); or tensor_parallel_size=8 on 8 cards with this much free each (~3.9 GiB per card)"
+    )
+    assert "gpu_memory_utilization to" not in hbm.fix
+
+
+def test_a_half_busy_card_gets_a_share_that_still_holds_the_weights(tmp_path: Path) -> None:
+    table = tmp_path / "half.txt"
+    text = (NPU_SMI / "910b-reference-vllm.txt").read_text()
+    table.write_text(text.replace("59678/ 65536", "33054/ 65536").replace("| 56624 |", "| 30000 |"))
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0,))
+    findings = preflight.run_checks(config, root, table, environ=CANN_ENV)
+    [hbm] = preflight.failures(by_check(findings, "hbm"))
+    # 32482 MB free of the 62482 MB torch sees: 0.51, less a margin; 0.50 holds 15.0 GiB of weights + 2 GiB runtime
+    # and 13.6 GiB of KV cache, 111011 tokens at 128 KiB each, 27 sequences of 4096
+    assert hbm.fix.startswith("free the card, or lower server.gpu_memory_utilization to 0.50: that still holds")
+    assert hbm.fix.endswith("(27 sequence(s) of 4096 tokens at once)")
+
+
+def test_sized_before_config_json_from_the_known_architecture(tmp_path: Path) -> None:
+    """The reference model before its first fetch: Llama-3.1-8B in bf16 is 16.06 GB (15.0 GiB), 128 KiB per token."""
+    config = load_config(PROD_CONFIG, [f"model.path={tmp_path / 'volume'}", f"server.port={free_port()}"], environ={})
+    fp = preflight.footprint(config)
+    assert (fp.weight_bytes, fp.kv_bytes_per_token, fp.assumed) == (16060522496, 131072, False)
+    root = make_node(tmp_path / "root", cards=(0,))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [hbm] = by_check(findings, "hbm")
+    assert hbm.ok and hbm.message.endswith(
+        "(weights 15.0 GiB + KV cache for 8 x 4096 tokens 4.0 GiB + runtime 2.0 GiB) (sized as Llama-3.1-8B in "
+        "bfloat16 from its known architecture: config.json is not there yet)"
+    )
+    assert "cannot size" not in " ".join(f.message for f in findings)
+
+
+def test_an_unknown_model_before_config_json_is_sized_by_a_stated_assumption(tmp_path: Path) -> None:
+    sets = [
+        f"model.path={tmp_path / 'volume'}",
+        "model.id=Qwen/Qwen2.5-7B-Instruct",
+        "server.gpu_memory_utilization=0.2",
+    ]
+    config = load_config(PROD_CONFIG, sets, environ={})
+    assert preflight.footprint(config).assumed
+    root = make_node(tmp_path / "root", cards=(0,))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [hbm] = by_check(findings, "hbm")
+    # an assumption cannot fail the node: 0.2 x 60.9 GiB is short of 17.5 GiB for Llama-3.1-8B, but that is a warning
+    assert (hbm.ok, hbm.severity) == (False, "warning")
+    assert hbm.message.endswith(
+        "(assumed to be Llama-3.1-8B in bfloat16: config.json is not there yet and model.id Qwen/Qwen2.5-7B-Instruct "
+        "is not one llama-ascend knows)"
+    )
 
 
 def test_unhealthy_card(tmp_path: Path) -> None:
@@ -286,6 +416,48 @@ def test_cpu_backend_ram_check_on_a_fake_meminfo(tmp_path: Path) -> None:
     [ram] = preflight.failures(findings)
     assert ram.check == "ram" and "4.0 GiB RAM available" in ram.message
     assert "weights 15.0 GiB" in ram.message
+
+
+def test_cache_dir_under_a_regular_file_fails_and_nothing_is_left_behind(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    config = config_for(tmp_path, cache_dir=str(tmp_path / "file" / "cache"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    [cache] = preflight.check_writes(config)  # local source: the model dir is only read, no volume check
+    assert not cache.ok and cache.check == "cache-dir"
+    assert cache.message == (
+        f"server.cache_dir {tmp_path}/file/cache cannot be created: {tmp_path}/file is a regular file, not a directory"
+    )
+    assert cache.fix == f"move {tmp_path}/file away, or point server.cache_dir at a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_cache_dir_that_can_be_created_passes_without_creating_it(tmp_path: Path) -> None:
+    config = config_for(tmp_path, cache_dir=str(tmp_path / "new" / "cache"))
+    [cache] = preflight.check_writes(config)
+    assert cache.ok and cache.message.startswith(
+        f"server.cache_dir {tmp_path}/new/cache can be created (under {tmp_path},"
+    )
+    assert not (tmp_path / "new").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(preflight.WRITE_PROBE_PREFIX)]
+
+
+def test_volume_under_a_regular_file_fails_before_a_fetch(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    sets = [f"model.path={tmp_path}/file/models", f"server.cache_dir={tmp_path}/cache"]
+    cache, volume = preflight.check_writes(load_config(PROD_CONFIG, sets, environ={}))
+    assert cache.ok and not volume.ok
+    assert volume.message == (
+        f"model.path {tmp_path}/file/models cannot be created: {tmp_path}/file is a regular file, not a directory: "
+        "fetch cannot download the weights there"
+    )
+    assert cache.message.startswith(f"server.cache_dir {tmp_path}/cache can be created")
+
+
+def test_default_cache_dir_is_named_as_the_default(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    sets = [f"model.path={tmp_path}/file/models", "server.cache_dir=null"]
+    cache, _ = preflight.check_writes(load_config(PROD_CONFIG, sets, environ={}))
+    assert cache.message.startswith(f"server.cache_dir (unset: <model.path>/cache) {tmp_path}/file/models/cache")
 
 
 def test_report_round_trip(tmp_path: Path) -> None:

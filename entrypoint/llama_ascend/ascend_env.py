@@ -25,10 +25,13 @@ LOADED_ENV = "LLAMA_ASCEND_CANN_ENV"  # set to the scripts that were sourced, fo
 
 # Relative to an install root, in the order the CANN base image sources them: the toolkit first (the others read
 # its variables), then the AscendNPU IR compiler (bisheng, under the versioned cann-X.Y.Z dir), then NNAL/ATB.
+# `preflight` checks the install against the same list: what serve does not source does not count as CANN.
+TOOLKIT_SCRIPT = "ascend-toolkit/set_env.sh"
+ATB_SCRIPT = "nnal/atb/set_env.sh"
 SCRIPTS = (
-    "ascend-toolkit/set_env.sh",
+    TOOLKIT_SCRIPT,
     "cann-*/share/info/ascendnpu-ir/bin/set_env.sh",
-    "nnal/atb/set_env.sh",
+    ATB_SCRIPT,
 )
 # Variables bash sets for itself; they are not part of the CANN environment.
 _SHELL_NOISE = {"_", "SHLVL", "PWD", "OLDPWD"}

@@ -9,9 +9,10 @@ import pkgutil
 import sys
 import traceback
 from types import ModuleType
+from typing import NoReturn
 
 from llama_ascend import __version__, commands
-from llama_ascend.errors import LlamaAscendError
+from llama_ascend.errors import ExitCode, LlamaAscendError, describe_os_error
 
 
 def _command_modules() -> dict[str, ModuleType]:
@@ -22,8 +23,15 @@ def _command_modules() -> dict[str, ModuleType]:
     return dict(sorted(found.items()))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one `error:` line (exit 2) like every other error; --help has the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(int(ExitCode.USAGE), f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="llama-ascend",
         description="Serve Llama-3.1-8B-Instruct on Ascend 910B with vLLM + vLLM-Ascend (or its CPU stand-in).",
     )
@@ -49,11 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except LlamaAscendError as exc:
-        if args.debug:
-            traceback.print_exc()
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return int(exc.exit_code)
+        return _report(args.debug, str(exc), exc.exit_code)
+    except OSError as exc:
+        # A path or port the command could not use (unwritable, read-only, full, in use, a file in the way): the
+        # code that knows more raises a LlamaAscendError with a better message; this is the generic net.
+        return _report(args.debug, describe_os_error(exc), ExitCode.FAILED)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
+
+
+def _report(debug: bool, message: str, code: ExitCode) -> int:
+    """One `error:` line per problem on stderr (the traceback before them with --debug); the exit code."""
+    if debug:
+        traceback.print_exc()
+    for line in message.splitlines():
+        print(f"error: {line}", file=sys.stderr)
+    return int(code)

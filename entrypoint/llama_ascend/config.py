@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,6 +28,11 @@ DEFAULT_REVISION = {"modelscope": "master", "huggingface": "main"}
 Dtype = Literal["auto", "bfloat16", "float16", "half", "float32", "float"]
 GraphMode = Literal["PIECEWISE", "FULL_DECODE_ONLY", "FULL", "FULL_AND_PIECEWISE", "NONE"]
 Quantization = Literal["ascend", "awq", "gptq", "fp8", "compressed-tensors", "bitsandbytes"]
+# What the ascend backend runs: the graph modes and quantization methods of vLLM-Ascend 0.18.0 (its
+# vllm_ascend/platform.py and quantization registry). `make check-pins` renders every value the Literals above accept
+# for the ascend backend and checks it against that release's source, so a newly accepted value is checked too.
+ASCEND_GRAPH_MODES: tuple[GraphMode, ...] = ("PIECEWISE", "FULL_DECODE_ONLY", "FULL", "NONE")
+ASCEND_QUANTIZATIONS: tuple[Quantization, ...] = ("ascend", "compressed-tensors")
 
 
 def cache_root(environ: Mapping[str, str] | None = None) -> Path:
@@ -158,6 +163,26 @@ def config_schema() -> dict[str, Any]:
     schema = Config.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "llama-ascend config"
+    # The ascend backend's narrower choices (a missing `backend` is the default, ascend, and matches the `if`).
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"backend": {"const": "ascend"}}},
+            "then": {
+                "properties": {
+                    "server": {
+                        "properties": {
+                            "compilation": {"enum": list(ASCEND_GRAPH_MODES)},
+                            "quantization": {"enum": [*ASCEND_QUANTIZATIONS, None]},
+                        }
+                    }
+                }
+            },
+        },
+        {
+            "if": {"properties": {"backend": {"const": "cpu"}}, "required": ["backend"]},
+            "then": {"properties": {"server": {"properties": {"quantization": {"not": {"const": "ascend"}}}}}},
+        },
+    ]
     return schema
 
 
@@ -166,22 +191,31 @@ def parse_set(item: str) -> tuple[str, Any]:
     key, sep, raw = item.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set server.max_num_seqs=16")
+    return key, _parse_value(raw, f"--set {item!r}")
+
+
+def _parse_value(raw: str, where: str) -> Any:
     try:
-        return key, yaml.safe_load(raw) if raw.strip() else ""
+        return yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"--set {item!r}: the value is not valid YAML ({getattr(exc, 'problem', None) or exc})"
-        ) from None
+        raise ConfigError(f"{where}: the value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
 
 
-def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any, str]]:
-    """LLAMA_ASCEND__SERVER__PORT=8001 → ("server.port", 8001, "$LLAMA_ASCEND__SERVER__PORT")."""
+def _env_overrides(environ: Mapping[str, str], problems: list[str]) -> list[tuple[str, Any, str]]:
+    """LLAMA_ASCEND__SERVER__PORT=8001 → ("server.port", 8001, "$LLAMA_ASCEND__SERVER__PORT"); bad ones to `problems`."""
     overrides = []
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
-            key = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
-            key, value = parse_set(f"{key}={raw}")
-            overrides.append((key, value, f"${name}"))
+            parts = name[len(ENV_PREFIX) :].split("__")
+            if not all(re.fullmatch(r"[A-Za-z_]\w*", part) for part in parts):
+                problems.append(f"${name}: expected LLAMA_ASCEND__<SECTION>__<KEY>, e.g. LLAMA_ASCEND__SERVER__PORT")
+                continue
+            try:
+                value = _parse_value(raw, f"${name}={raw!r}")
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
+            overrides.append((".".join(part.lower() for part in parts), value, f"${name}"))
     return overrides
 
 
@@ -229,13 +263,19 @@ def _known_keys(loc: Sequence[Any]) -> list[str]:
     return list(model.model_fields)
 
 
+def _origin(dotted: str, origins: Mapping[str, str], default_origin: str) -> str:
+    """Where a key's value came from: the key's own override, else its closest overridden section, else the file."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in origins:
+            return origins[".".join(parts[:i])]
+    return default_origin
+
+
 def _describe(error: Mapping[str, Any], origins: Mapping[str, str], default_origin: str) -> str:
     loc = [str(part) for part in error["loc"]]
     dotted = ".".join(loc)
-    origin = next(
-        (origins[k] for k in (dotted, *(".".join(loc[:i]) for i in range(len(loc) - 1, 0, -1))) if k in origins),
-        default_origin,
-    )
+    origin = _origin(dotted, origins, default_origin)
     if error["type"] == "extra_forbidden":
         known = _known_keys(loc[:-1])
         close = difflib.get_close_matches(loc[-1], known, n=1)
@@ -254,7 +294,9 @@ def load_config(
 ) -> Config:
     """Load a profile, apply LLAMA_ASCEND__* environment overrides, then --set overrides, and validate.
 
-    The command line wins over the environment, which wins over the file, which wins over the defaults.
+    The command line wins over the environment, which wins over the file, which wins over the defaults. Every
+    problem is reported at once, one line each, in one ConfigError: malformed overrides, wrong types and values,
+    unknown keys, `extra_args` that duplicate managed keys, and values the backend does not run.
     """
     environ = os.environ if environ is None else environ
     path = path or environ.get(CONFIG_ENV)
@@ -262,16 +304,30 @@ def load_config(
         raise ConfigError(f"no config given: pass --config FILE (e.g. config/dev-cpu.yaml) or set {CONFIG_ENV}")
     file_origin = str(path)
     tree = _read_yaml(Path(path))
+    problems: list[str] = []
     origins: dict[str, str] = {}
-    layers = [*_env_overrides(environ), *((*parse_set(item), "--set") for item in sets)]
+    layers = _env_overrides(environ, problems)
+    for item in sets:
+        try:
+            layers.append((*parse_set(item), "--set"))
+        except ConfigError as exc:
+            problems.append(str(exc))
     for key, value, origin in layers:
-        _assign(tree, key, value, origin)
+        try:
+            _assign(tree, key, value, origin)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
         origins[key] = origin
+    config = None
     try:
         config = Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_describe(e, origins, file_origin) for e in exc.errors())) from None
-    _check_extra_args(config, origins.get("server.extra_args", file_origin))
+        problems += [_describe(e, origins, file_origin) for e in exc.errors()]
+    problems += _extra_args_problems(tree, origins, file_origin)
+    problems += _backend_problems(tree, origins, file_origin)
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
     return config
 
 
@@ -298,16 +354,82 @@ MANAGED_FLAGS = {
 }
 
 
-def _check_extra_args(config: Config, origin: str) -> None:
-    for arg in config.server.extra_args:
-        if not arg.startswith("-"):
+# Values a field's type accepts that a backend does not run: (backend, key) -> (allowed values, why, fix).
+_BACKEND_RULES: dict[tuple[str, str], tuple[tuple[str | None, ...], str, str]] = {
+    ("ascend", "compilation"): (
+        ASCEND_GRAPH_MODES,
+        "vLLM-Ascend 0.18.0 runs {allowed}{rewrite}",
+        "set server.compilation to one of them",
+    ),
+    ("ascend", "quantization"): (
+        (*ASCEND_QUANTIZATIONS, None),
+        "vLLM-Ascend 0.18.0 supports only {allowed}",
+        "use a checkpoint quantized for Ascend (msModelSlim W8A8/W8A16: `ascend`) or compressed-tensors, or null "
+        "for the bf16 weights",
+    ),
+    ("cpu", "quantization"): (
+        (*(v for v in get_args(Quantization) if v != "ascend"), None),
+        "`ascend` is vLLM-Ascend's method; vLLM's CPU backend has none by that name",
+        "set server.quantization to null (bf16 weights), or use backend: ascend",
+    ),
+}
+# What vLLM-Ascend 0.18.0's platform does instead of a mode it does not run (vllm_ascend/platform.py).
+ASCEND_GRAPH_MODE_REWRITES = {"FULL_AND_PIECEWISE": "PIECEWISE"}
+
+
+def _backend_problems(tree: Mapping[str, Any], origins: Mapping[str, str], file_origin: str) -> list[str]:
+    """One line per value that its field accepts but the configured backend does not run (exit 2, not a server that
+    silently runs something else or fails at start on the NPU)."""
+    backend = tree.get("backend", "ascend")
+    server = tree.get("server")
+    if not isinstance(server, dict) or not isinstance(backend, str):
+        return []
+    problems = []
+    for (rule_backend, key), (allowed, why, fix) in _BACKEND_RULES.items():
+        if rule_backend != backend or key not in server:
             continue
-        flag = arg.split("=", 1)[0]
-        flag = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
-        base = "--" + flag[5:] if flag.startswith("--no-") else flag
-        short = flag[:2] if not flag.startswith("--") else flag  # -O3, -q=awq
-        managed = MANAGED_FLAGS.get(flag) or MANAGED_FLAGS.get(base) or MANAGED_FLAGS.get(short)
-        if managed:
-            raise ConfigError(
-                f"{origin}: server.extra_args: {arg!r} duplicates the managed key {managed}; set that key instead"
-            )
+        value = server[key]
+        field = ServerConfig.model_fields[key]
+        if value in allowed or value not in literal_values(field.annotation):
+            continue  # allowed, or a wrong value the field's own validation reports
+        rewrite = ASCEND_GRAPH_MODE_REWRITES.get(value) if key == "compilation" else None
+        reason = why.format(
+            allowed=", ".join(repr(v) for v in allowed if v is not None),
+            rewrite=f"; it silently runs {value} as {rewrite}" if rewrite else "",
+        )
+        origin = _origin(f"server.{key}", origins, file_origin)
+        problems.append(f"{origin}: server.{key}: {value!r} is refused on the {backend} backend: {reason}; {fix}")
+    return problems
+
+
+def literal_values(annotation: Any) -> tuple[Any, ...]:
+    """The values of a Literal, also inside `Literal[...] | None`."""
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    return tuple(value for arg in get_args(annotation) for value in literal_values(arg))
+
+
+def _managed_key(arg: str) -> str | None:
+    """The config key that manages the vLLM flag in `arg` (`--port=9`, `--no-enforce-eager`, `-O3`), or None."""
+    if not arg.startswith("-"):
+        return None
+    flag = arg.split("=", 1)[0]
+    flag = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
+    base = "--" + flag[5:] if flag.startswith("--no-") else flag
+    short = flag[:2] if not flag.startswith("--") else flag  # -O3, -q=awq
+    return MANAGED_FLAGS.get(flag) or MANAGED_FLAGS.get(base) or MANAGED_FLAGS.get(short)
+
+
+def _extra_args_problems(tree: Mapping[str, Any], origins: Mapping[str, str], file_origin: str) -> list[str]:
+    """One line per `server.extra_args` entry that duplicates a managed key (checked on the raw values, so these
+    are reported together with every other problem)."""
+    server = tree.get("server")
+    args = server.get("extra_args") if isinstance(server, dict) else None
+    if not isinstance(args, list):
+        return []
+    origin = _origin("server.extra_args", origins, file_origin)
+    return [
+        f"{origin}: server.extra_args: {arg!r} duplicates the managed key {managed}; set that key instead"
+        for arg in args
+        if isinstance(arg, str) and (managed := _managed_key(arg))
+    ]

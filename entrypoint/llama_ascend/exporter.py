@@ -8,8 +8,10 @@ pod_name, container_name}`, `id` the physical chip id, memory in MB, `npu_chip_i
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -20,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from llama_ascend import npu_smi
+from llama_ascend.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +309,10 @@ def serve_forever(
 
     from prometheus_client import start_http_server
 
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise _listen_error(host, port, exc) from None
     bound = server.server_address[1]
     if ready:
         ready(bound)
@@ -316,6 +322,26 @@ def serve_forever(
     stop.wait()
     server.shutdown()
     thread.join(timeout=5)
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> ConfigError:
+    """A ConfigError (exit 2) for a --host / --port the exporter cannot listen on."""
+    where = f"exporter: cannot listen on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"{where}: the port is already in use; fix: stop what listens there (`ss -ltnp | grep :{port}`) or "
+            "choose another port: --port N (env LLAMA_ASCEND_EXPORTER_PORT; 0 picks a free one)"
+        )
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+        return ConfigError(
+            f"{where}: {host} is not an address of this machine; fix: --host 0.0.0.0 (all interfaces) or 127.0.0.1 "
+            "(env LLAMA_ASCEND_EXPORTER_HOST)"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ConfigError(
+            f"{where}: {exc.strerror}; fix: ports below 1024 need privileges: choose --port 1024 or above"
+        )
+    return ConfigError(f"{where}: {exc.strerror or exc}; fix: choose another --host / --port")
 
 
 def table_reader(

@@ -43,7 +43,7 @@ from typing import Any
 
 from llama_ascend import __version__
 from llama_ascend.config import Config, expand_path
-from llama_ascend.errors import CheckFailed, ConfigError, LlamaAscendError
+from llama_ascend.errors import CheckFailed, ConfigError, LlamaAscendError, file_in_the_way
 from llama_ascend.lease import Lease, LeaseLost, describe
 
 log = logging.getLogger(__name__)
@@ -774,9 +774,13 @@ def fetch(config: Config, offline: bool = False, progress: bool = True) -> Fetch
         disk = exc.errno in (errno.ENOSPC, errno.EDQUOT)
         failure = "disk" if disk else "volume"
         where = f" ({exc.filename})" if exc.filename else ""
-        fix = "free space or enlarge the volume" if disk else "model.path must be a writable volume for this user"
         what = f"{config.model.id}@{config.model.effective_revision}"
         root = expand_path(config.model.path)
+        fix = "free space or enlarge the volume" if disk else "model.path must be a writable volume for this user"
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST) and (blocker := file_in_the_way(exc.filename or root)):
+            fix = (
+                f"{blocker} is a regular file where a directory is needed: move it away, or point model.path elsewhere"
+            )
         message = f"{what}: cannot write the weights under {root}: {exc.strerror or exc}{where}; {fix}"
         raise FetchFailed(message, failure) from None
     except BaseException:

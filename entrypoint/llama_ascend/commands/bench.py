@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from llama_ascend.commands._common import add_server_arguments
+from llama_ascend.errors import unusable_path
 
 HELP = (
     "benchmark a running server: concurrency sweep (vLLM's benchmark or our client), table + JSON under bench/results"
@@ -51,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llama_ascend import bench
+    from llama_ascend import bench, preflight
 
+    preflight.require_writable_dir("--out", args.out)  # before the sweep, not after minutes of it
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     runs = bench.sweep(
         args.url,
@@ -69,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     table = bench.markdown_table(runs)
     document = bench.runs_document(args.url, runs, input_len=args.input_len, output_len=args.output_len)
     title = f"# llama-ascend bench: {args.url} ({runs[0].client}, {args.input_len} in / {args.output_len} out)"
-    json_path, md_path = bench.write_results(args.out, args.name, document, f"{title}\n\n{table}")
+    try:
+        json_path, md_path = bench.write_results(args.out, args.name, document, f"{title}\n\n{table}")
+    except OSError as exc:
+        raise unusable_path("--out", args.out, "write the results", exc) from None
     print(table)
     print(f"\nwrote {json_path} and {md_path}", file=sys.stderr)
     return 0 if all(r.failed == 0 and r.completed > 0 for r in runs) else 1

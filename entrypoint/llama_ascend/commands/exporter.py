@@ -8,6 +8,16 @@ from pathlib import Path
 HELP = "serve Prometheus metrics: NPU HBM/AICore/power/temperature/health (npu-exporter names), preflight, weights"
 
 
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535; 0 picks a free one)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 picks a free one)")
+    return port
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
@@ -31,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
-        default=int(os.environ.get("LLAMA_ASCEND_EXPORTER_PORT", "8082")),
+        type=_port,
+        default=os.environ.get("LLAMA_ASCEND_EXPORTER_PORT", "8082"),  # argparse applies _port: a bad one is exit 2
         help="port of /metrics (env LLAMA_ASCEND_EXPORTER_PORT; default 8082 like npu-exporter; 0 picks a free one)",
     )
     parser.add_argument(

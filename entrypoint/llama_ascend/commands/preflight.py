@@ -5,7 +5,7 @@ import json
 import os
 
 from llama_ascend.commands._common import add_config_arguments, load_from_args
-from llama_ascend.errors import PreflightFailed
+from llama_ascend.errors import PreflightFailed, unusable_path
 
 HELP = "check that this node can run the deployment (devices, driver, CANN, HBM/RAM, port, weights); exit 3 on failure"
 
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from llama_ascend import preflight
 
     config = load_from_args(args)
+    if args.report:
+        preflight.require_writable_file("--report", args.report)
     environ = dict(os.environ)
     if config.backend == "ascend" and os.path.abspath(args.root) == "/":
         from llama_ascend import ascend_env
@@ -60,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
         skip=args.skip,
     )
     if args.report:
-        preflight.save_report(findings, args.report)
+        try:
+            preflight.save_report(findings, args.report)
+        except OSError as exc:
+            raise unusable_path("--report", args.report, "write the report", exc) from None
     if args.json:
         print(json.dumps(preflight.report(findings), indent=2))
         preflight.raise_on_failure(findings)

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from llama_ascend.config import Config, config_schema
+from llama_ascend.errors import unusable_path
 
 HELP = "print the config's JSON schema (config/schema.json) or its Markdown key table (README)"
 
@@ -45,8 +46,11 @@ def config_table() -> str:
 def run(args: argparse.Namespace) -> int:
     text = config_table() if args.markdown else json.dumps(config_schema(), indent=2) + "\n"
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as out:
+                out.write(text)
+        except OSError as exc:
+            raise unusable_path("-o", args.output, "write the schema", exc) from None
     else:
         print(text, end="")
     return 0

@@ -10,14 +10,19 @@ HELP = "validate, check the node and the weights, then exec the vLLM OpenAI serv
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--dry-run", action="store_true", help="do every step but the exec and print the command")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing (no fetch, no directory, no report): print what serve would fetch, the preflight "
+        "outcome and the exact command it would exec",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_from_args(args)
-    launch, env = serve.prepare(config)
+    prepared = serve.prepare(config, dry_run=args.dry_run)
     if args.dry_run:
-        print(launch.shell())
+        print(serve.dry_run_text(prepared))
         return 0
-    serve.exec_server(config, launch, env)
+    serve.exec_server(config, prepared.launch, prepared.env)
     return 1  # not reached: exec replaced this process

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 from llama_ascend.commands._common import add_config_arguments, add_server_arguments, load_from_args
-from llama_ascend.errors import ConfigError
+from llama_ascend.errors import ConfigError, unusable_path
 
 HELP = "greedy server output vs transformers on the CPU (same weights/dtype): first token, common prefix; exit 1 if a first token differs"
 
@@ -33,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llama_ascend import verify
+    from llama_ascend import preflight, verify
 
+    if args.output:
+        preflight.require_writable_file("--output", args.output)  # before the run, not after it
     reference_model, dtype = args.reference_model, args.dtype
     if args.config and (reference_model is None or dtype is None):
         config = load_from_args(args)
@@ -49,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
     )
     document = verify.results_json(args.url, reference_model, results)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(document + "\n", encoding="utf-8")
+        try:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.output).write_text(document + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise unusable_path("--output", args.output, "write the results", exc) from None
     if args.json:
         print(document)
     else:
