@@ -189,12 +189,16 @@ def staged_bytes(staging: Path) -> int:
     return sum(size for size, _ in staged_files(staging).values())
 
 
-def killed_halfway(config_file: Path, hub: HubServer, after_bytes: int, env: dict[str, str] | None = None) -> None:
-    """A fetch SIGKILLed while the hub holds it after `after_bytes` body bytes."""
+def killed_halfway(
+    config_file: Path, hub: HubServer, after_bytes: int, staging: Path, env: dict[str, str] | None = None
+) -> None:
+    """A fetch SIGKILLed while the hub holds it after `after_bytes` body bytes, once the client has written some of
+    them into `staging` (bytes still in the socket buffers at the kill are lost, as they would be)."""
     hold = hub.hold(after_bytes=after_bytes)
     proc = start_fetch(config_file, env=env)
     try:
         assert hold.wait_reached(alive=lambda: proc.poll() is None), "the fetch ended before the hold"
+        assert wait_for(lambda: staged_bytes(staging) > 0 or proc.poll() is not None, timeout=120)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL
     finally:

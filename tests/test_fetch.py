@@ -234,7 +234,7 @@ def test_killed_fetch_leaves_nothing_loadable_and_rerun_moves_only_missing_bytes
     config_file: Path, hub: HubServer, source_dir: Path, volume: Path, tmp_path: Path
 ):
     total = sum((source_dir / name).stat().st_size for name in SELECTED)
-    killed_halfway(config_file, hub, total // 2)
+    killed_halfway(config_file, hub, total // 2, final_dir(volume).parent / ".master.partial")
     final = final_dir(volume)
     assert not final.exists()
     assert not fetch.is_complete(load_config(config_file))

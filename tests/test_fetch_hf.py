@@ -156,7 +156,7 @@ def test_killed_fetch_resumes_with_only_the_missing_bytes(
     config_file: Path, hub: HubServer, source_dir: Path, volume: Path
 ):
     total = sum((source_dir / name).stat().st_size for name in SELECTED)
-    killed_halfway(config_file, hub, total // 2, env=env_for(hub))
+    killed_halfway(config_file, hub, total // 2, final_dir(volume).parent / ".main.partial", env=env_for(hub))
     assert not final_dir(volume).exists()
     on_disk = staged_bytes(final_dir(volume).parent / ".main.partial")
     assert on_disk > 0
