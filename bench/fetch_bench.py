@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fetch_support import clean_env, digests, fetch_cmd, make_model, write_config  # noqa: E402
 from llama_ascend import fetch  # noqa: E402
+from llama_ascend.fetch.settings import ENV_WORKERS, env_number  # noqa: E402
 from llama_ascend.config import load_config  # noqa: E402
 
 REPOS = {"modelscope": ("LLM-Research/Bench-Llama", "master"), "huggingface": ("meta-llama/Bench-Llama", "main")}
@@ -112,7 +113,7 @@ def raw_httpx(urls: list[str], out: Path, workers: int) -> float:
 
 def bench_source(source: str, hub: Hub, model_dir: Path, scratch: Path, runs: int) -> dict:
     repo, revision = REPOS[source]
-    workers = int(os.environ.get(fetch.ENV_WORKERS, "4"))
+    workers = int(env_number(ENV_WORKERS, 4))
     result: dict = {"source": source}
 
     def fresh_config(tag: str) -> Path:
