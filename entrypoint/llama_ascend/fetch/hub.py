@@ -69,8 +69,9 @@ def client_environment(config: Config) -> Iterator[None]:
         "MODELSCOPE_LOG_LEVEL": "WARNING",
         "MODELSCOPE_DOWNLOAD_INTRA_CLOUD": "false",  # no Alibaba-cloud region probing from a pod
         "INTRA_CLOUD_ACCELERATION": "false",  # the same for clients before 1.38
-        "MODELSCOPE_DOWNLOAD_MAX_RETRIES": str(retries),
-        "MODELSCOPE_API_MAX_RETRIES": str(retries),
+        # The modelscope client refuses 0 (it warns and falls back to its default of 5): it retries at least once.
+        "MODELSCOPE_DOWNLOAD_MAX_RETRIES": str(max(1, retries)),
+        "MODELSCOPE_API_MAX_RETRIES": str(max(1, retries)),
         "MODELSCOPE_DOWNLOAD_RETRY_MAX_DELAY_SECONDS": str(int(env_number(ENV_RETRY_MAX_DELAY, 30))),
         "MODELSCOPE_DOWNLOAD_TIMEOUT": str(int(env_number(ENV_TIMEOUT, 60))),
         "HF_HOME": str(root / ".cache" / "huggingface"),

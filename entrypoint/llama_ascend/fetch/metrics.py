@@ -84,4 +84,6 @@ def write_metrics(config: Config, seconds: float, result: FetchResult | None, fa
         path.parent.mkdir(parents=True, exist_ok=True)
         write_to_textfile(str(path), registry)
     except OSError as exc:
-        log.warning("metrics: cannot write %s (%s)", path, exc.strerror or exc)
+        # When the volume itself is what failed, the fetch's own error already says so: one line, not two.
+        level = logging.DEBUG if failure in ("volume", "disk") else logging.WARNING
+        log.log(level, "metrics: cannot write %s (%s)", path, exc.strerror or exc)
