@@ -132,125 +132,141 @@ class _Layout:
         return cls(tuple(names) or ("memory", "hbm"))
 
 
+@dataclass
+class _PendingNpu:
+    """An NPU row (name, health, power, temperature) waiting for its chip row(s) below it."""
+
+    npu_id: int
+    name: str
+    health: str
+    power: float | None
+    temperature: float | None
+    line: int
+    used: bool = False
+
+
+class _TableReader:
+    """Reads the table row by row: header rows set the section and the layout, then each row is a process row, a chip
+    row (it has the Bus-Id) or an NPU row. A row that cannot be read raises ValueError/IndexError."""
+
+    def __init__(self) -> None:
+        self.chips: list[Chip] = []
+        self.processes: list[Process] = []
+        self.process_table = False  # npu-smi printed a process table (empty counts)
+        self.layout = _Layout()
+        self.section = "chips"
+        self.pending: _PendingNpu | None = None
+
+    def header(self, cells: list[str], line: str) -> bool:
+        """True when the row is a header (or the 'no running processes' line) and was taken as one."""
+        first = cells[0]
+        if re.match(r"NPU\s+Name\b", first) or "Health" in cells[1:2]:
+            self.section = "chips"
+        elif len(cells) > 1 and re.search(r"Process\s+id", cells[1], re.IGNORECASE):
+            self.section, self.process_table = "processes", True
+        elif re.match(r"Chip\b", first) and len(cells) >= 3 and "Bus-Id" in cells[1]:
+            self.layout = _Layout.from_header(cells[2])
+        elif _IDLE.search(line):
+            self.section, self.process_table = "processes", True
+        else:
+            return False
+        return True
+
+    def process_row(self, cells: list[str]) -> None:
+        ids = _ints(cells[0])
+        memory = _int(cells[3].split()[0] if cells[3] else None)
+        self.processes.append(Process(ids[0], ids[1] if len(ids) > 1 else 0, int(cells[1]), cells[2], memory))
+
+    def chip_row(self, cells: list[str]) -> None:
+        npu = self.pending
+        if npu is None:
+            raise ValueError("a chip row (with the Bus-Id) without the NPU row above it")
+        ids = _ints(cells[0])
+        scalars, fractions = _split_readings(cells[2])
+        readings: dict[str, tuple[str, str]] = dict(zip(self.layout.fractions, fractions, strict=False))
+        memory, hbm = readings.get("memory"), readings.get("hbm")
+        self.chips.append(
+            Chip(
+                npu_id=npu.npu_id,
+                chip_id=ids[0] if ids else 0,
+                device_id=ids[1] if len(ids) > 1 else None,
+                name=npu.name,
+                health=npu.health,
+                bus_id=cells[1].split()[0],
+                power_w=npu.power,
+                temperature_c=npu.temperature,
+                aicore_percent=_number(scalars[0]) if scalars else None,
+                memory_used_mb=_int(memory[0]) if memory else None,
+                memory_total_mb=_int(memory[1]) if memory else None,
+                hbm_used_mb=_int(hbm[0]) if hbm else None,
+                hbm_total_mb=_int(hbm[1]) if hbm else None,
+            )
+        )
+        npu.used = True
+
+    def npu_row(self, tokens: list[str], cells: list[str], number: int) -> None:
+        """ "<npu id> <name>" | health | power temperature hugepages."""
+        if self.pending is not None and not self.pending.used:
+            raise ValueError(f"NPU {self.pending.npu_id} (line {self.pending.line}) has no chip row below it")
+        scalars, _ = _split_readings(cells[2])
+        power = _number(scalars[0]) if scalars else None
+        temperature = _number(scalars[1]) if len(scalars) > 1 else None
+        self.pending = _PendingNpu(
+            int(tokens[0]), " ".join(tokens[1:]), cells[1] or "UNKNOWN", power, temperature, number
+        )
+        self.section = "chips"
+
+    def row(self, cells: list[str], line: str, number: int, notes: list[str]) -> None:
+        if self.header(cells, line):
+            return
+        if self.section == "processes" and len(cells) >= 4:
+            self.process_row(cells)
+        elif len(cells) < 3:
+            notes.append(f"line {number}: unexpected row: {line[:80]}")
+        elif _BUS_ID.match(cells[1].split()[0] if cells[1] else ""):
+            self.chip_row(cells)
+        elif (tokens := cells[0].split()) and tokens[0].isdigit():
+            self.npu_row(tokens, cells, number)
+        else:
+            notes.append(f"line {number}: unexpected row: {line[:80]}")
+
+
 def parse(text: str) -> NpuSmiInfo:
     """Parse `npu-smi info` output. Raises NpuSmiError (with cause and fix) when it has no readable chip table."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    chips: list[Chip] = []
-    processes: list[Process] | None = None
+    reader = _TableReader()
     version = None
     notes: list[str] = []
-    layout = _Layout()
-    section = None  # "chips" | "processes"
-    pending: dict | None = None  # the NPU row waiting for its chip row(s)
-    pending_line = 0
-
-    for number, raw in enumerate(lines, start=1):
+    for number, raw in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
         line = raw.strip()
         if not line:
             continue
-        banner = _BANNER.search(line)
-        if banner:
+        if banner := _BANNER.search(line):
             version = banner[2]
-            continue
-        if not line.startswith("|"):
+        elif not line.startswith("|"):
             if not line.startswith("+"):
                 notes.append(f"line {number}: not part of a table: {line[:80]}")
-            continue
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        first = cells[0]
-        # Header rows switch the section.
-        if re.match(r"NPU\s+Name\b", first) or "Health" in cells[1:2]:
-            section = "chips"
-            continue
-        if len(cells) > 1 and re.search(r"Process\s+id", cells[1], re.IGNORECASE):
-            section = "processes"
-            processes = processes if processes is not None else []
-            continue
-        if re.match(r"Chip\b", first) and len(cells) >= 3 and "Bus-Id" in cells[1]:
-            layout = _Layout.from_header(cells[2])
-            continue
-        idle = _IDLE.search(line)
-        if idle:
-            section = "processes"
-            processes = processes if processes is not None else []
-            continue
-        try:
-            if section == "processes" and len(cells) >= 4:
-                assert processes is not None
-                ids = _ints(cells[0])
-                processes.append(
-                    Process(
-                        npu_id=ids[0],
-                        chip_id=ids[1] if len(ids) > 1 else 0,
-                        pid=int(cells[1]),
-                        name=cells[2],
-                        memory_mb=_int(cells[3].split()[0] if cells[3] else None),
-                    )
-                )
-                continue
-            if len(cells) < 3:
-                notes.append(f"line {number}: unexpected row: {line[:80]}")
-                continue
-            if _BUS_ID.match(cells[1].split()[0] if cells[1] else ""):
-                if pending is None:
-                    raise ValueError("a chip row (with the Bus-Id) without the NPU row above it")
-                ids = _ints(cells[0])
-                scalars, fractions = _split_readings(cells[2])
-                readings: dict[str, tuple[str, str]] = dict(zip(layout.fractions, fractions, strict=False))
-                memory, hbm = readings.get("memory"), readings.get("hbm")
-                chips.append(
-                    Chip(
-                        npu_id=pending["npu_id"],
-                        chip_id=ids[0] if ids else 0,
-                        device_id=ids[1] if len(ids) > 1 else None,
-                        name=pending["name"],
-                        health=pending["health"],
-                        bus_id=cells[1].split()[0],
-                        power_w=pending["power"],
-                        temperature_c=pending["temp"],
-                        aicore_percent=_number(scalars[0]) if scalars else None,
-                        memory_used_mb=_int(memory[0]) if memory else None,
-                        memory_total_mb=_int(memory[1]) if memory else None,
-                        hbm_used_mb=_int(hbm[0]) if hbm else None,
-                        hbm_total_mb=_int(hbm[1]) if hbm else None,
-                    )
-                )
-                pending["used"] = True
-                continue
-            # An NPU row: "<npu id> <name>" | health | power temp hugepages.
-            tokens = cells[0].split()
-            if not tokens or not tokens[0].isdigit():
-                notes.append(f"line {number}: unexpected row: {line[:80]}")
-                continue
-            if pending is not None and not pending["used"]:
-                raise ValueError(f"NPU {pending['npu_id']} (line {pending_line}) has no chip row below it")
-            scalars, _ = _split_readings(cells[2])
-            pending = {
-                "npu_id": int(tokens[0]),
-                "name": " ".join(tokens[1:]),
-                "health": cells[1] or "UNKNOWN",
-                "power": _number(scalars[0]) if scalars else None,
-                "temp": _number(scalars[1]) if len(scalars) > 1 else None,
-                "used": False,
-            }
-            pending_line = number
-            section = "chips"
-        except (ValueError, IndexError, AssertionError) as exc:
-            raise NpuSmiError(
-                f"npu-smi output line {number}: cannot read {line[:100]!r}: {exc}",
-                cause="the table is truncated or in a layout this version of llama-ascend does not know",
-                fix="run `npu-smi info` by hand and compare; pass the saved output with --npu-smi-output to reproduce",
-            ) from None
-
-    if pending is not None and not pending["used"]:
+        else:
+            try:
+                reader.row([cell.strip() for cell in line.strip("|").split("|")], line, number, notes)
+            except (ValueError, IndexError) as exc:
+                raise NpuSmiError(
+                    f"npu-smi output line {number}: cannot read {line[:100]!r}: {exc}",
+                    cause="the table is truncated or in a layout this version of llama-ascend does not know",
+                    fix="run `npu-smi info` by hand and compare; pass the saved output with --npu-smi-output to "
+                    "reproduce",
+                ) from None
+    pending = reader.pending
+    if pending is not None and not pending.used:
         raise NpuSmiError(
-            f"npu-smi output: NPU {pending['npu_id']} (line {pending_line}) has no chip row below it: the output is truncated",
+            f"npu-smi output: NPU {pending.npu_id} (line {pending.line}) has no chip row below it: the output is "
+            "truncated",
             cause="npu-smi was interrupted, or the output was cut when it was saved",
             fix="run `npu-smi info` again",
         )
-    if not chips:
+    if not reader.chips:
         raise error_from_output(text)
-    return NpuSmiInfo(chips=chips, processes=processes, version=version, notes=notes)
+    processes = reader.processes if reader.process_table else None
+    return NpuSmiInfo(chips=reader.chips, processes=processes, version=version, notes=notes)
 
 
 # What npu-smi prints instead of the table, and what it means in a container.
