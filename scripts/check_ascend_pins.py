@@ -57,12 +57,6 @@ PYTHON = "3.11"
 GLIBC = (2, 35)  # Ubuntu 22.04, the CANN 8.5.1 base
 PYPI_SIMPLE = "https://pypi.org/simple"
 REFERENCE_CONFIG = ROOT / "config" / "llama-3.1-8b-instruct.yaml"
-# --set variants that, with the reference config, reach every branch of render.py.
-RENDER_VARIANTS: tuple[tuple[str, ...], ...] = (
-    (),
-    ("server.enforce_eager=true", "server.quantization=ascend", "model.trust_remote_code=true"),
-    ("server.tensor_parallel_size=8", "server.compilation=FULL_DECODE_ONLY", "server.api_key_env=LLAMA_API_KEY"),
-)
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
@@ -782,6 +776,27 @@ def _render(sets: tuple[str, ...], config: Path) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr.strip()
 
 
+def ascend_profiles() -> list[Path]:
+    """Every profile under config/ that runs the ascend backend (the reference first)."""
+    import yaml
+
+    found = [
+        p
+        for p in sorted((ROOT / "config").glob("*.yaml"))
+        if (yaml.safe_load(p.read_text()) or {}).get("backend", "ascend") == "ascend"
+    ]
+    return sorted(found, key=lambda p: p != REFERENCE_CONFIG)
+
+
+def render_variants() -> list[tuple[Path, tuple[str, ...]]]:
+    """Every ascend profile as it is, then the reference with each managed flag it leaves out switched on (the flag
+    table's examples), so every row of the table is rendered and checked at least once."""
+    from llama_ascend.flags import FLAGS
+
+    examples = [(REFERENCE_CONFIG, (row.example,)) for row in FLAGS if row.example]
+    return [*((profile, ()) for profile in ascend_profiles()), *examples]
+
+
 def render_launch(sets: tuple[str, ...], config: Path = REFERENCE_CONFIG) -> dict:
     returncode, stdout, stderr = _render(tuple(sets), config)
     if returncode == 2:
@@ -856,9 +871,9 @@ def check_arguments(vllm_sdist: Sdist, ascend_sdist: Sdist, report: Report) -> N
         f"{ascend.graph_mode_rewrites or 'none'}), quantizations {sorted(ascend.quantizations)} (registered: "
         f"{sorted(ascend.registered_quantizations)}) from vLLM-Ascend"
     )
-    for sets in RENDER_VARIANTS:
-        label = " ".join(f"--set {s}" for s in sets) or "reference config"
-        problems = check_launch(render_launch(sets), vllm, ascend, vllm_sdist)
+    for config, sets in render_variants():
+        label = " ".join([config.name, *(f"--set {s}" for s in sets)])
+        problems = check_launch(render_launch(sets, config), vllm, ascend, vllm_sdist)
         for problem in problems:
             report.fail(f"render ({label}): {problem}")
         if not problems:

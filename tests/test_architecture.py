@@ -16,9 +16,19 @@ def module_name(path: Path) -> str:
 
 
 def imported(path: Path, known: set[str]) -> set[str]:
-    """The package modules `path` imports, at module level or inside functions (a lazy import is a dependency too)."""
+    """The package modules `path` imports, at module level or inside functions (a lazy import is a dependency too;
+    one under `if TYPE_CHECKING:` is not)."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        for inner in ast.walk(node)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:  # for annotations only: not a dependency at run time
+            continue
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]

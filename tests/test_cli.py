@@ -27,6 +27,15 @@ def test_readme_config_table_is_fresh():
     assert readme[start : readme.index("<!-- config-table:end -->")] == config_table()
 
 
+def test_readme_flag_table_is_fresh():
+    """README's managed-flag table is generated from the one flag table (llama_ascend.flags)."""
+    from llama_ascend.flags import markdown_table
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("\n", readme.index("<!-- flag-table:start")) + 1
+    assert readme[start : readme.index("<!-- flag-table:end -->")] == markdown_table()
+
+
 def test_readme_keeps_the_two_fresh_machine_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make serve" in readme and "make test" in readme

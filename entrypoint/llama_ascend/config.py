@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llama_ascend.errors import ConfigError
+from llama_ascend.flags import managed_key
 
 ENV_PREFIX = "LLAMA_ASCEND__"
 CONFIG_ENV = "LLAMA_ASCEND_CONFIG"
@@ -331,29 +332,6 @@ def load_config(
     return config
 
 
-# vLLM flags that a config key manages; passing one in server.extra_args would make two sources of truth.
-MANAGED_FLAGS = {
-    "--model": "model.path / model.id",
-    "--served-model-name": "model.served_name",
-    "--trust-remote-code": "model.trust_remote_code",
-    "--host": "server.host",
-    "--port": "server.port",
-    "--dtype": "server.dtype",
-    "--tensor-parallel-size": "server.tensor_parallel_size",
-    "-tp": "server.tensor_parallel_size",
-    "--max-model-len": "server.max_model_len",
-    "--max-num-seqs": "server.max_num_seqs",
-    "--gpu-memory-utilization": "server.gpu_memory_utilization",
-    "--compilation-config": "server.compilation",
-    "-O": "server.compilation",
-    "--enforce-eager": "server.enforce_eager",
-    "--quantization": "server.quantization",
-    "-q": "server.quantization",
-    "--api-key": "server.api_key_env",
-    "--shutdown-timeout": "server.shutdown_timeout",
-}
-
-
 # Values a field's type accepts that a backend does not run: (backend, key) -> (allowed values, why, fix).
 _BACKEND_RULES: dict[tuple[str, str], tuple[tuple[str | None, ...], str, str]] = {
     ("ascend", "compilation"): (
@@ -409,17 +387,6 @@ def literal_values(annotation: Any) -> tuple[Any, ...]:
     return tuple(value for arg in get_args(annotation) for value in literal_values(arg))
 
 
-def _managed_key(arg: str) -> str | None:
-    """The config key that manages the vLLM flag in `arg` (`--port=9`, `--no-enforce-eager`, `-O3`), or None."""
-    if not arg.startswith("-"):
-        return None
-    flag = arg.split("=", 1)[0]
-    flag = "--" + flag[2:].replace("_", "-") if flag.startswith("--") else flag
-    base = "--" + flag[5:] if flag.startswith("--no-") else flag
-    short = flag[:2] if not flag.startswith("--") else flag  # -O3, -q=awq
-    return MANAGED_FLAGS.get(flag) or MANAGED_FLAGS.get(base) or MANAGED_FLAGS.get(short)
-
-
 def _extra_args_problems(tree: Mapping[str, Any], origins: Mapping[str, str], file_origin: str) -> list[str]:
     """One line per `server.extra_args` entry that duplicates a managed key (checked on the raw values, so these
     are reported together with every other problem)."""
@@ -431,5 +398,5 @@ def _extra_args_problems(tree: Mapping[str, Any], origins: Mapping[str, str], fi
     return [
         f"{origin}: server.extra_args: {arg!r} duplicates the managed key {managed}; set that key instead"
         for arg in args
-        if isinstance(arg, str) and (managed := _managed_key(arg))
+        if isinstance(arg, str) and (managed := managed_key(arg))
     ]

@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from llama_ascend.config import Config
+from llama_ascend.flags import render_argv
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 API_KEY_VAR = "VLLM_API_KEY"  # vLLM reads the key from here, so it never shows in argv or `ps`
@@ -31,41 +32,7 @@ class Launch:
 
 
 def render(config: Config, python: str = "python3") -> Launch:
-    server = config.server
-    argv = [
-        python,
-        "-m",
-        SERVER_MODULE,
-        "--model",
-        str(config.model_dir),
-        "--served-model-name",
-        config.model.served_name,
-        "--host",
-        server.host,
-        "--port",
-        str(server.port),
-        "--dtype",
-        server.dtype,
-        "--tensor-parallel-size",
-        str(server.tensor_parallel_size),
-        "--max-model-len",
-        str(server.max_model_len),
-        "--max-num-seqs",
-        str(server.max_num_seqs),
-        "--shutdown-timeout",
-        str(server.shutdown_timeout),
-    ]
-    if config.backend == "ascend":
-        argv += ["--gpu-memory-utilization", str(server.gpu_memory_utilization)]
-        if not server.enforce_eager:
-            argv += ["--compilation-config", json.dumps({"cudagraph_mode": server.compilation})]
-    if server.enforce_eager:
-        argv.append("--enforce-eager")
-    if server.quantization:
-        argv += ["--quantization", server.quantization]
-    if config.model.trust_remote_code:
-        argv.append("--trust-remote-code")
-    argv += server.extra_args
+    argv = [python, "-m", SERVER_MODULE, *render_argv(config), *config.server.extra_args]
     return Launch(argv=argv, env=_environment(config), secret_env=_secret_environment(config))
 
 
