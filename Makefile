@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # The image tier (build and run the cpu image) joins `make test` where its tools are installed.
 IMAGE_TESTS ?= $(if $(and $(shell command -v buildah),$(shell command -v podman),$(shell command -v runc),$(shell command -v debootstrap)),1,0)
 
-.PHONY: setup serve smoke render test test-unit schema lint
+.PHONY: setup serve smoke render test test-unit schema docs lint
 
 setup: $(VENV)/.setup-done
 
@@ -33,6 +33,10 @@ test-unit: setup
 
 schema: setup
 	$(LLAMA) schema --output config/schema.json
+
+# README's generated tables (config keys, managed vLLM flags, environment twins) from their definitions.
+docs: setup
+	$(VENV)/bin/python -m llama_ascend.docs README.md
 
 # ruff (lint + format check) and mypy, configured in pyproject.toml; zero findings is the bar.
 LINT_PATHS := entrypoint scripts tests bench

@@ -4,7 +4,7 @@ import socket
 import pytest
 
 from conftest import ROOT, cli
-from llama_ascend.commands.schema import config_table
+from llama_ascend import docs
 from llama_ascend.errors import describe_os_error
 
 
@@ -20,20 +20,29 @@ def test_unknown_command_is_a_usage_error():
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
-def test_readme_config_table_is_fresh():
-    """README's key table is generated from the config models: `llama-ascend schema --markdown`."""
+@pytest.mark.parametrize("name", sorted(docs.SECTIONS))
+def test_readme_generated_tables_are_fresh(name: str):
+    """README's config keys, managed flags and environment twins are generated (`make docs`) from their one
+    definition each: the config models, llama_ascend.flags, llama_ascend.options."""
     readme = (ROOT / "README.md").read_text()
-    start = readme.index("\n", readme.index("<!-- config-table:start")) + 1
-    assert readme[start : readme.index("<!-- config-table:end -->")] == config_table()
+    assert docs.section(readme, name) == docs.render_section(name), "README is stale: run make docs"
 
 
-def test_readme_flag_table_is_fresh():
-    """README's managed-flag table is generated from the one flag table (llama_ascend.flags)."""
-    from llama_ascend.flags import markdown_table
+def test_the_option_table_names_the_commands_that_take_each_option():
+    from llama_ascend import cli, options
 
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("\n", readme.index("<!-- flag-table:start")) + 1
-    assert readme[start : readme.index("<!-- flag-table:end -->")] == markdown_table()
+    parser = cli.build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for listed, option in options.OPTIONS:
+        taking = {
+            name
+            for name, sub in subcommands.items()
+            if any(
+                option.env in (action.help or "") and option.flags[-1] in action.option_strings
+                for action in sub._actions
+            )
+        }
+        assert taking == set(listed.split(", ")), option.flags
 
 
 def test_readme_keeps_the_two_fresh_machine_commands():

@@ -4,8 +4,9 @@ import pytest
 import yaml
 
 from conftest import DEV_CONFIG, PROD_CONFIG, ROOT, cli
-from llama_ascend.config import Config, config_schema, expand_path, load_config
+from llama_ascend.config import Config, config_schema, load_config
 from llama_ascend.errors import ConfigError
+from llama_ascend.paths import expand_path
 
 
 def write(tmp_path: Path, text: str) -> Path:

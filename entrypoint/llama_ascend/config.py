@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llama_ascend.errors import ConfigError
 from llama_ascend.flags import managed_key
+from llama_ascend.options import CONFIG_ENV
+from llama_ascend.paths import cache_root, expand_path
 
 ENV_PREFIX = "LLAMA_ASCEND__"
-CONFIG_ENV = "LLAMA_ASCEND_CONFIG"
-CACHE_ENV = "LLAMA_ASCEND_CACHE"
 MAX_CONTEXT = 131072  # Llama-3.1's max_position_embeddings
 
 DEFAULT_REVISION = {"modelscope": "master", "huggingface": "main"}
@@ -34,20 +34,6 @@ Quantization = Literal["ascend", "awq", "gptq", "fp8", "compressed-tensors", "bi
 # for the ascend backend and checks it against that release's source, so a newly accepted value is checked too.
 ASCEND_GRAPH_MODES: tuple[GraphMode, ...] = ("PIECEWISE", "FULL_DECODE_ONLY", "FULL", "NONE")
 ASCEND_QUANTIZATIONS: tuple[Quantization, ...] = ("ascend", "compressed-tensors")
-
-
-def cache_root(environ: Mapping[str, str] | None = None) -> Path:
-    """Where llama-ascend keeps downloads, the stand-in model and tools: $LLAMA_ASCEND_CACHE or ~/.cache/llama-ascend."""
-    environ = os.environ if environ is None else environ
-    return Path(environ.get(CACHE_ENV) or Path.home() / ".cache" / "llama-ascend").expanduser()
-
-
-def expand_path(value: str, environ: Mapping[str, str] | None = None) -> Path:
-    """Expand ~ and $VARS in a configured path; $LLAMA_ASCEND_CACHE always has its default."""
-    environ = dict(os.environ if environ is None else environ)
-    environ.setdefault(CACHE_ENV, str(cache_root(environ)))
-    expanded = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: environ.get(m[1] or m[2], m[0]), value)
-    return Path(expanded).expanduser()
 
 
 class _Section(BaseModel):

@@ -115,13 +115,3 @@ def managed_key(arg: str) -> str | None:
 def render_argv(config: Config) -> list[str]:
     """The managed flags for `config`, in the table's order."""
     return [item for row in FLAGS for item in row.argv(config)]
-
-
-def markdown_table() -> str:
-    """README's table of managed flags (generated; a test keeps it fresh)."""
-    rows = ["| config key | vLLM flag | written | backends |", "|---|---|---|---|"]
-    for row in FLAGS:
-        how = row.written or (f"when set (e.g. `{row.example}`)" if row.example else "always")
-        spellings = ", ".join(f"`{s}`" for s in (row.flag, *row.aliases))
-        rows.append(f"| `{row.key}` | {spellings} | {how} | {', '.join(row.backends)} |")
-    return "\n".join(rows) + "\n"

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from llama_ascend.config import cache_root
 from llama_ascend.errors import CheckFailed, ConfigError
+from llama_ascend.paths import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 
+from llama_ascend import options
 from llama_ascend.commands._common import add_config_arguments, load_from_args
 from llama_ascend.errors import PreflightFailed, unusable_path
 
@@ -12,25 +13,14 @@ HELP = "check that this node can run the deployment (devices, driver, CANN, HBM/
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument(
-        "--npu-smi-output",
-        metavar="FILE",
-        default=os.environ.get("LLAMA_ASCEND_NPU_SMI_OUTPUT"),
-        help="read a saved `npu-smi info` output instead of running npu-smi (env LLAMA_ASCEND_NPU_SMI_OUTPUT)",
-    )
+    options.NPU_SMI_OUTPUT.add(parser)
     parser.add_argument(
         "--root",
         default="/",
         metavar="DIR",
         help="check /dev, the driver, CANN and /proc under another filesystem root (tests)",
     )
-    parser.add_argument(
-        "--annotations",
-        metavar="FILE",
-        default=None,
-        help="downward-API pod annotations file with huawei.com/AscendReal "
-        "(env LLAMA_ASCEND_POD_ANNOTATIONS; default /etc/podinfo/annotations)",
-    )
+    options.ANNOTATIONS.add(parser)
     parser.add_argument(
         "--skip",
         action="append",

@@ -4,7 +4,6 @@ import argparse
 import sys
 
 from llama_ascend.commands._common import add_config_arguments, load_from_args
-from llama_ascend.render import render
 
 HELP = "print the exact vLLM server command a config renders to (no network, no devices)"
 
@@ -17,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llama_ascend.render import render
+
     launch = render(load_from_args(args), python=sys.executable)
     print(launch.as_json() if args.json else launch.shell())
     return 0

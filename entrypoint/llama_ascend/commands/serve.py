@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import argparse
 
-from llama_ascend import serve
 from llama_ascend.commands._common import add_config_arguments, load_from_args
 
 HELP = "validate, check the node and the weights, then exec the vLLM OpenAI server"
@@ -19,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llama_ascend import serve
+
     config = load_from_args(args)
     prepared = serve.prepare(config, dry_run=args.dry_run)
     if args.dry_run:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import argparse
 
-from llama_ascend import smoke
 from llama_ascend.commands._common import add_server_arguments
 
 HELP = "run the reference requests against a running server: a pass/fail table, exit 0 or 1"
@@ -14,6 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from llama_ascend import smoke
+
     results = smoke.run_checks(args.url, args.model, args.api_key)
     if args.json:
         print(smoke.results_json(args.url, results))

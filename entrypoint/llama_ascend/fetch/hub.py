@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from llama_ascend.config import Config, expand_path
+from llama_ascend.config import Config
 from llama_ascend.errors import ConfigError, LlamaAscendError
 from llama_ascend.fetch.layout import Manifest, RemoteFile
 from llama_ascend.fetch.progress import Progress
@@ -24,6 +24,7 @@ from llama_ascend.fetch.settings import (
     HASH_ATTEMPTS,
     env_number,
 )
+from llama_ascend.paths import expand_path
 
 log = logging.getLogger("llama_ascend.fetch")
 

@@ -7,9 +7,10 @@ import os
 import time
 from pathlib import Path
 
-from llama_ascend.config import Config, expand_path
+from llama_ascend.config import Config
 from llama_ascend.fetch.results import FetchResult
 from llama_ascend.fetch.settings import ENV_METRICS
+from llama_ascend.paths import expand_path
 
 log = logging.getLogger("llama_ascend.fetch")
 

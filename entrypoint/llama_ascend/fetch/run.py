@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from llama_ascend.config import Config, expand_path
+from llama_ascend.config import Config
 from llama_ascend.errors import ConfigError, LlamaAscendError, file_in_the_way
 from llama_ascend.fetch.files import read_json
 from llama_ascend.fetch.hub import Source, client_environment
@@ -19,9 +19,11 @@ from llama_ascend.fetch.metrics import write_metrics
 from llama_ascend.fetch.plan import Flusher, check_disk, commit, make_plan, remove_partials
 from llama_ascend.fetch.progress import Progress
 from llama_ascend.fetch.results import FetchFailed, FetchResult, config_error, gb
-from llama_ascend.fetch.settings import ENV_LEASE_STALE, ENV_LOG_INTERVAL, ENV_OFFLINE, env_flag, env_number
+from llama_ascend.fetch.settings import ENV_LEASE_STALE, ENV_LOG_INTERVAL, ENV_OFFLINE, env_number
 from llama_ascend.fetch.verify import content_matches, local_problems, weights_problems
 from llama_ascend.lease import Lease, LeaseLost, describe
+from llama_ascend.options import env_flag
+from llama_ascend.paths import expand_path
 
 log = logging.getLogger("llama_ascend.fetch")
 

@@ -6,9 +6,10 @@ import os
 from collections.abc import Mapping
 
 from llama_ascend.errors import ConfigError
+from llama_ascend.options import OFFLINE
 
 # Tunables (environment; defaults suit a 16 GB model over a WAN link).
-ENV_OFFLINE = "LLAMA_ASCEND_OFFLINE"  # 1: never touch the network (same as --offline)
+ENV_OFFLINE = OFFLINE.env  # 1: never touch the network (same as --offline)
 ENV_METRICS = "LLAMA_ASCEND_FETCH_METRICS"  # path of the Prometheus textfile
 ENV_RETRIES = "LLAMA_ASCEND_FETCH_RETRIES"  # retries per file after a network error or HTTP 5xx (default 5)
 ENV_RETRY_MAX_DELAY = "LLAMA_ASCEND_FETCH_RETRY_MAX_DELAY"  # longest back-off between retries, seconds (default 30)
@@ -31,7 +32,3 @@ def env_number(name: str, default: float, environ: Mapping[str, str] | None = No
     if value < 0:
         raise ConfigError(f"${name}={raw!r} must not be negative")
     return value
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

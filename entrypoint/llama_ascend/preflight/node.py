@@ -10,8 +10,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama_ascend.config import Config, expand_path
+from llama_ascend.config import Config
 from llama_ascend.errors import ConfigError, file_in_the_way
+from llama_ascend.paths import expand_path
 from llama_ascend.preflight.findings import Finding, fail, ok
 from llama_ascend.preflight.sizing import footprint, gib
 
