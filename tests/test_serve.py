@@ -11,17 +11,17 @@ import pytest
 from conftest import DEV_CONFIG, PROD_CONFIG, cli
 from llama_ascend.config import load_config
 from llama_ascend.errors import ConfigError
+from llama_ascend.launch import environment
 from llama_ascend.render import render
-from llama_ascend.serve import server_environment
 from llama_ascend.server_process import free_port
 
 
 def test_secrets_resolve_by_name_at_serve_time():
     launch = render(load_config(PROD_CONFIG, ["server.api_key_env=MY_KEY"], environ={}))
-    env = server_environment(launch, {"MY_KEY": "s3cret", "PATH": "/bin"})
+    env = environment(launch, {"MY_KEY": "s3cret", "PATH": "/bin"})
     assert env["VLLM_API_KEY"] == "s3cret" and env["PATH"] == "/bin" and env["HF_HUB_OFFLINE"] == "1"
     with pytest.raises(ConfigError, match=r"server.api_key_env names \$MY_KEY, but it is unset"):
-        server_environment(launch, {})
+        environment(launch, {})
 
 
 def test_serve_without_weights_exits_2(tmp_path):

@@ -560,15 +560,16 @@ def raw_and_ours(
 ) -> tuple[server_process.ServerProcess, server_process.ServerProcess]:
     """The same deployment started as vLLM's own command line (what render gives) and through `llama-ascend serve`."""
     from llama_ascend.config import load_config
+    from llama_ascend.launch import environment
     from llama_ascend.render import render
-    from llama_ascend.serve import create_cache_dirs, server_environment
+    from llama_ascend.serve import create_cache_dirs
 
     sets = [*sets, f"server.port={port}", "server.host=127.0.0.1"]
     config = load_config(config_path, sets)
     launch = render(config, python=sys.executable)
     create_cache_dirs(launch)
     url = f"http://127.0.0.1:{port}"
-    raw = server_process.ServerProcess("raw vLLM", launch.argv, server_environment(launch, os.environ), url, log_path)
+    raw = server_process.ServerProcess("raw vLLM", launch.argv, environment(launch, os.environ), url, log_path)
     ours_argv = [sys.executable, "-m", "llama_ascend", "serve", "--config", str(config_path)]
     for item in sets:
         ours_argv += ["--set", item]

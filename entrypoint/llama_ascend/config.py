@@ -110,6 +110,65 @@ class ServerConfig(_Section):
     """Further vLLM server flags passed verbatim; a flag that a key above manages is an error."""
 
 
+RouterPolicy = Literal["cache_aware", "round_robin", "power_of_two", "consistent_hash", "kv_aware", "random"]
+
+
+class RouterDiscovery(_Section):
+    selector: dict[str, str] = Field(default_factory=dict)
+    """Kubernetes label selector of the model pods (`app.kubernetes.io/component: server`); empty: no discovery, the router uses `router.workers`."""
+    namespace: str | None = None
+    """Namespace to watch for model pods; null: the router pod's own."""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Port of the model pods' OpenAI server; null: `server.port`."""
+
+
+class RouterConfig(_Section):
+    policy: RouterPolicy = "cache_aware"
+    """How the router picks a replica: `cache_aware` keeps a conversation's prefix on the replica that has it cached (falling back to the least loaded one when the load is unbalanced), `round_robin`, `power_of_two` (least loaded of two), `consistent_hash`, `kv_aware`, `random`."""
+    host: str = "0.0.0.0"
+    """Address the router binds."""
+    port: int = Field(default=8000, ge=1, le=65535)
+    """Port of the router's OpenAI endpoint (the one clients call)."""
+    metrics_host: str = "0.0.0.0"
+    """Address of the router's Prometheus /metrics."""
+    metrics_port: int = Field(default=29000, ge=1, le=65535)
+    """Port of the router's Prometheus /metrics."""
+    workers: list[str] = Field(default_factory=list)
+    """A static list of replica base URLs (`http://10.0.0.5:8000`); `llama-ascend router --worker-url` adds to it. Empty with `discovery.selector` set: Kubernetes discovery."""
+    discovery: RouterDiscovery = Field(default_factory=RouterDiscovery)
+    """Where the router finds its workers in Kubernetes (label selector, namespace, port)."""
+    health_check_interval: int = Field(default=10, ge=1, le=3600)
+    """Seconds between the router's health checks of each worker (`/health`)."""
+    health_failure_threshold: int = Field(default=2, ge=1, le=100)
+    """Failed health checks in a row before a worker is taken out."""
+    health_success_threshold: int = Field(default=2, ge=1, le=100)
+    """Passed health checks in a row before a worker is put back."""
+    health_check_timeout: int = Field(default=5, ge=1, le=300)
+    """Seconds a health check may take."""
+    retries: int = Field(default=3, ge=0, le=20)
+    """Times a request that failed on a worker (connection refused, 5xx) is tried on another; 0 disables retries."""
+    retry_initial_backoff_ms: int = Field(default=50, ge=1, le=60000)
+    """First pause before a retry; it grows by 1.5x per retry."""
+    retry_max_backoff_ms: int = Field(default=2000, ge=1, le=600000)
+    """Longest pause between retries."""
+    circuit_breaker: bool = True
+    """Stop sending to a worker that keeps failing until it recovers (the thresholds below)."""
+    cb_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    """Failures within the window that open a worker's circuit."""
+    cb_success_threshold: int = Field(default=2, ge=1, le=1000)
+    """Successes in the half-open state that close it again."""
+    cb_timeout: int = Field(default=30, ge=1, le=3600)
+    """Seconds an open circuit waits before it lets a trial request through."""
+    cb_window: int = Field(default=60, ge=1, le=3600)
+    """Seconds of the failure-counting window."""
+    request_timeout: int = Field(default=1800, ge=1, le=86400)
+    """Seconds a request may take end to end through the router."""
+    worker_startup_timeout: int = Field(default=900, ge=1, le=86400)
+    """Seconds the router waits at start for its workers to be healthy (an 8B replica loads and captures graphs for minutes)."""
+    api_key_env: str | None = None
+    """Environment variable holding a key the router itself sends to the workers (its own requests; clients' keys pass through to the workers, which check them). Never rendered into args."""
+
+
 class Config(_Section):
     backend: Literal["ascend", "cpu"] = "ascend"
     """`ascend` runs vLLM-Ascend on the NPU; `cpu` runs the same path on vLLM's CPU backend (development, CI)."""
@@ -118,7 +177,20 @@ class Config(_Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     """The vLLM OpenAI server."""
     env: dict[str, str] = Field(default_factory=dict)
-    """Extra environment variables for the server process."""
+    """Extra environment variables for the server process (numbers are written as they read, booleans as 1/0)."""
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    """vLLM's router in front of several replicas (`llama-ascend router`, the chart's `router.enabled`)."""
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values_are_strings(cls, env: object) -> object:
+        """A variable's value is a string to the server: `--set env.X=1` (YAML reads 1) means "1"."""
+        if not isinstance(env, dict):
+            return env
+        return {
+            k: ("1" if v else "0") if isinstance(v, bool) else str(v) if isinstance(v, int | float) else v
+            for k, v in env.items()
+        }
 
     @field_validator("env")
     @classmethod
@@ -224,7 +296,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys (backend, model, server, env)")
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (backend, model, server, env, router)")
     return data
 
 

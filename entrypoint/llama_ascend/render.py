@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import shlex
-from dataclasses import dataclass, field
-
 from llama_ascend.config import Config
 from llama_ascend.flags import render_argv
+from llama_ascend.launch import Launch
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 API_KEY_VAR = "VLLM_API_KEY"  # vLLM reads the key from here, so it never shows in argv or `ps`
 # The rendered environment's directories, all under server.cache_dir: the server's compile caches and temp files.
 CACHE_DIR_VARIABLES = ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TMPDIR")
-
-
-@dataclass(frozen=True)
-class Launch:
-    argv: list[str]
-    env: dict[str, str]
-    # Variables the server needs whose values are secrets: {variable the server reads: variable we read it from}.
-    secret_env: dict[str, str] = field(default_factory=dict)
-
-    def shell(self) -> str:
-        assignments = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
-        assignments += [f'{k}="${v}"' for k, v in self.secret_env.items()]
-        return " \\\n  ".join([*assignments, shlex.join(self.argv)])
-
-    def as_json(self) -> str:
-        return json.dumps({"argv": self.argv, "env": self.env, "secret_env": self.secret_env}, indent=2)
 
 
 def render(config: Config, python: str = "python3") -> Launch:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from llama_ascend import ascend_env, devices, fetch, preflight
 from llama_ascend.config import Config
-from llama_ascend.errors import ConfigError
-from llama_ascend.render import CACHE_DIR_VARIABLES, Launch, render
+from llama_ascend.launch import Launch, environment, exec_launch
+from llama_ascend.render import CACHE_DIR_VARIABLES, render
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +23,6 @@ CPU_BANNER = """
 #  NOT Llama-3.1-8B-Instruct on a 910B. Production: --config config/llama-3.1-8b-instruct.yaml
 ################################################################################
 """
-
-
-def server_environment(launch: Launch, environ: Mapping[str, str]) -> dict[str, str]:
-    """The child's explicit environment: ours, then the rendered variables, then secrets resolved by name."""
-    env = {**environ, **launch.env}
-    for target, source in launch.secret_env.items():
-        value = environ.get(source)
-        if not value:
-            raise ConfigError(
-                f"server.api_key_env names ${source}, but it is unset or empty: export it (or set the key to null)"
-            )
-        env[target] = value
-    return env
 
 
 def create_cache_dirs(launch: Launch) -> None:
@@ -70,7 +57,7 @@ def prepare(config: Config, environ: Mapping[str, str] | None = None, *, dry_run
         environ = ascend_env.load(environ)
         environ.update(devices.runtime_device_env(environ))
     launch = render(config, python=sys.executable)
-    env = server_environment(launch, environ)
+    env = environment(launch, environ)
     what = f"{config.model.source} {config.model.id}@{config.model.effective_revision}"
     skip: tuple[str, ...] = ()
     if config.model.source == "local":
@@ -117,7 +104,4 @@ def dry_run_text(prepared: Prepared) -> str:
 def exec_server(config: Config, launch: Launch, env: dict[str, str]) -> None:
     if config.backend == "cpu":
         print(CPU_BANNER.format(model_dir=config.model_dir, served_name=config.model.served_name), file=sys.stderr)
-    log.info("exec %s", " ".join(launch.argv))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execvpe(launch.argv[0], launch.argv, env)
+    exec_launch(launch, env)

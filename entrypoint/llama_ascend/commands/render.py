@@ -5,7 +5,7 @@ import sys
 
 from llama_ascend.commands._common import add_config_arguments, load_from_args
 
-HELP = "print the exact vLLM server command a config renders to (no network, no devices)"
+HELP = "print the exact vLLM server (or --router: router) command a config renders to (no network, no devices)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,11 +13,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help='print {"argv": [...], "env": {...}} instead of a shell command'
     )
+    parser.add_argument("--router", action="store_true", help="the router's command (the config's router section)")
+    parser.add_argument(
+        "--worker-url",
+        dest="worker_urls",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="with --router: a replica's base URL (repeatable; added to router.workers)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from llama_ascend.render import render
+    config = load_from_args(args)
+    if args.router:
+        from llama_ascend.router import render_router
 
-    launch = render(load_from_args(args), python=sys.executable)
+        launch = render_router(config, args.worker_urls, python=sys.executable)
+    else:
+        from llama_ascend.render import render
+
+        launch = render(config, python=sys.executable)
     print(launch.as_json() if args.json else launch.shell())
     return 0
