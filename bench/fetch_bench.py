@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fetch_support import clean_env, digests, fetch_cmd, make_model, write_config  # noqa: E402
 from llama_ascend import fetch  # noqa: E402
-from llama_ascend.fetch.settings import ENV_WORKERS, env_number  # noqa: E402
 from llama_ascend.config import load_config  # noqa: E402
+from llama_ascend.fetch.settings import ENV_WORKERS, env_number  # noqa: E402
 
 REPOS = {"modelscope": ("LLM-Research/Bench-Llama", "master"), "huggingface": ("meta-llama/Bench-Llama", "main")}
 

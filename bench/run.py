@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llama_ascend import bench, server_process
+from llama_ascend_dev import bench_runs, server_process
+
+from llama_ascend import bench
 from llama_ascend.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return write_summary(out, summary, args.config, config.model.served_name)
 
     if "sweep" not in args.skip:
-        _, server = bench.raw_and_ours(args.config, [], server_process.free_port(), logs / "sweep-server.log")
+        _, server = bench_runs.raw_and_ours(args.config, [], server_process.free_port(), logs / "sweep-server.log")
         log(f"sweep: starting {server.name}")
         ready = server.start()
         try:
@@ -156,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         save()
 
     if "overhead" not in args.skip:
-        summary["overhead"] = bench.overhead(
+        summary["overhead"] = bench_runs.overhead(
             args.config, rounds=args.rounds, num_prompts=args.overhead_prompts, log_dir=logs, progress=log
         )
         save()
 
     if "cold_warm" not in args.skip:
-        summary["cold_warm"] = bench.cold_warm(
+        summary["cold_warm"] = bench_runs.cold_warm(
             args.config, ["server.enforce_eager=false"], num_prompts=args.overhead_prompts, log_dir=logs, progress=log
         )
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from llama_ascend import server_process
+from llama_ascend_dev import server_process
 from llama_ascend.errors import LlamaAscendError
 
 BUILDAH_RUN = ["buildah", "run", "--isolation", "chroot", "--network", "host"]

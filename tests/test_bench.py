@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from llama_ascend_dev import bench_runs
 
 from conftest import DEV_CONFIG, ROOT, cli
 from llama_ascend import bench
@@ -103,7 +104,7 @@ def test_overhead_ratio_is_the_median_of_paired_rounds() -> None:
 
     # The machine slows down over the rounds; each round's pair sees the same speed.
     samples = {"raw": [sample(20.0), sample(10.0), sample(5.0)], "ours": [sample(19.8), sample(10.5), sample(5.0)]}
-    stats = bench.overhead_statistics(samples, "raw", "ours")
+    stats = bench_runs.overhead_statistics(samples, "raw", "ours")
     assert stats["round_ratios"] == pytest.approx([0.99, 1.05, 1.0])
     assert stats["throughput_ratio"] == pytest.approx(1.0)
     assert stats["median_output_tok_s"] == {"raw": 10.0, "ours": 10.5}
@@ -114,7 +115,7 @@ def test_raw_and_ours_start_the_same_rendered_server(tmp_path: Path) -> None:
     from llama_ascend.render import render
 
     sets = [f"server.cache_dir={tmp_path / 'cache'}"]
-    raw, ours = bench.raw_and_ours(DEV_CONFIG, sets, 18123, tmp_path / "servers.log")
+    raw, ours = bench_runs.raw_and_ours(DEV_CONFIG, sets, 18123, tmp_path / "servers.log")
     config = load_config(DEV_CONFIG, [*sets, "server.port=18123", "server.host=127.0.0.1"])
     launch = render(config, python=sys.executable)
     assert raw.argv == launch.argv and raw.url == ours.url == "http://127.0.0.1:18123"
@@ -142,7 +143,7 @@ def test_make_bench_summary_renders_every_step(tmp_path: Path) -> None:
             "rounds": 1,
             "concurrency": 8,
             "num_prompts": 32,
-            **bench.overhead_statistics(samples, "raw vLLM", "llama-ascend serve"),
+            **bench_runs.overhead_statistics(samples, "raw vLLM", "llama-ascend serve"),
         },
         "cold_warm": {
             "cold_ready_s": 300.0,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from pathlib import Path
 
 from llama_ascend.commands._common import add_config_arguments, load_from_args
 from llama_ascend.errors import ConfigError
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import importlib.util
     import os
 
-    from llama_ascend.launch import environment, exec_launch
+    from llama_ascend.launch import Launch, environment, exec_launch
     from llama_ascend.router import LAUNCHER_MODULE, ROUTER_COMMAND, render_router
 
     config = load_from_args(args)
@@ -36,9 +37,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(launch.shell())
         return 0
-    installed = (
-        importlib.util.find_spec("vllm_router") if LAUNCHER_MODULE in launch.argv else shutil.which(ROUTER_COMMAND)
-    )
+    if LAUNCHER_MODULE in launch.argv:
+        installed = importlib.util.find_spec("vllm_router") is not None
+    else:  # next to this interpreter (a venv's bin), else on PATH
+        search = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        found = shutil.which(ROUTER_COMMAND, path=search)
+        installed = found is not None
+        launch = Launch([found or ROUTER_COMMAND, *launch.argv[1:]], launch.env, launch.secret_env, launch.secret_key)
     if not installed:
         raise ConfigError(f"{ROUTER_COMMAND} is not installed: pip install vllm-router==0.1.17 (the image carries it)")
     exec_launch(launch, env)

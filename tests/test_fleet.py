@@ -1,0 +1,225 @@
+"""A fleet of real processes: two vLLM CPU replicas of the stand-in behind the real vLLM router (`llama-ascend
+router`), on loopback. Every wait is for an event (a counter, a health flag, a stream chunk), with a hang guard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from llama_ascend_dev.fleet import Fleet, Router
+from llama_ascend_dev.server_process import free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import DEV_CONFIG
+
+pytestmark = pytest.mark.e2e
+MODEL = "SmolLM2-135M-Instruct"
+KEY_ENV = "LLAMA_FLEET_TEST_KEY"
+HANG_GUARD = 300.0
+
+
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(url, timeout=30).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def replica_total(fleet: Fleet, index: int, name: str) -> float:
+    """A counter of one replica (summed over its labels), from its own /metrics."""
+    found = samples(f"{fleet.replica_urls()[index]}/metrics")
+    return sum(value for (metric, _), value in found.items() if metric == name)
+
+
+def worker_health(router: Router, worker: str) -> float | None:
+    found = samples(router.metrics_url)
+    return found.get(("vllm_router_worker_health", (("worker", worker),)))
+
+
+def until(predicate, what: str, timeout: float = HANG_GUARD, interval: float = 0.2) -> float:
+    """Poll `predicate` until it holds; the seconds it took. The timeout only guards against a hang."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not after {timeout:.0f} s")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    key = "fleet-" + os.urandom(4).hex()
+    fleet = Fleet(
+        DEV_CONFIG,
+        replicas=2,
+        router_port=free_port(),
+        replica_ports=[free_port(), free_port()],
+        sets=[f"server.api_key_env={KEY_ENV}", "server.shutdown_timeout=120"],
+        router_sets=["router.health_check_interval=1", "router.health_failure_threshold=2"],
+        log_dir=tmp_path_factory.mktemp("fleet"),
+        api_key=key,
+        env={**os.environ, KEY_ENV: key},
+    )
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def round_robin(fleet: Fleet) -> Router:
+    return fleet.start_router(free_port(), ["router.policy=round_robin"], name="round-robin router")
+
+
+def headers(fleet: Fleet) -> dict[str, str]:
+    return {"Authorization": f"Bearer {fleet.api_key}"}
+
+
+def complete(url: str, fleet: Fleet, prompt: str, max_tokens: int = 8) -> httpx.Response:
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
+    return httpx.post(f"{url}/v1/completions", json=body, headers=headers(fleet), timeout=120)
+
+
+def test_requests_spread_over_both_replicas(fleet: Fleet, round_robin: Router) -> None:
+    before = [replica_total(fleet, i, "vllm:request_success_total") for i in range(2)]
+    for i in range(6):
+        assert complete(round_robin.server.url, fleet, f"Fact {i}: the sky is").status_code == 200
+    after = [replica_total(fleet, i, "vllm:request_success_total") for i in range(2)]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [3, 3]
+
+
+def test_cache_aware_keeps_a_conversation_on_one_replica(fleet: Fleet) -> None:
+    system = "You are a careful assistant for a shipping company. " * 12  # a long shared prefix
+    hits_before = [replica_total(fleet, i, "vllm:prefix_cache_hits_total") for i in range(2)]
+    done_before = [replica_total(fleet, i, "vllm:request_success_total") for i in range(2)]
+    messages = [{"role": "system", "content": system}]
+    for turn in range(4):
+        messages.append({"role": "user", "content": f"Question {turn}: where is parcel {turn}?"})
+        body = {"model": MODEL, "messages": messages, "max_tokens": 8, "temperature": 0}
+        reply = httpx.post(f"{fleet.url}/v1/chat/completions", json=body, headers=headers(fleet), timeout=120)
+        assert reply.status_code == 200, reply.text
+        messages.append({"role": "assistant", "content": reply.json()["choices"][0]["message"]["content"]})
+    served = [replica_total(fleet, i, "vllm:request_success_total") - done_before[i] for i in range(2)]
+    hits = [replica_total(fleet, i, "vllm:prefix_cache_hits_total") - hits_before[i] for i in range(2)]
+    home = served.index(4)  # every turn on one replica ...
+    assert served[1 - home] == 0
+    assert hits[home] > 0 and hits[1 - home] == 0  # ... which reused the conversation's prefix
+
+
+def test_streaming_chat_through_the_router_with_the_openai_client_and_the_key(fleet: Fleet) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{fleet.url}/v1", api_key=fleet.api_key, max_retries=0)
+    chunks = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text
+    anonymous = openai.OpenAI(base_url=f"{fleet.url}/v1", api_key="wrong-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):  # 401 from the replica, passed through by the router
+        anonymous.models.list()
+    assert httpx.get(f"{fleet.url}/v1/models", timeout=30).status_code == 401
+
+
+@dataclass
+class Outcome:
+    started: float
+    ended: float
+    status: int | None
+    error: str = ""
+
+
+def test_a_killed_replica_is_routed_around_and_rejoins(fleet: Fleet, round_robin: Router) -> None:
+    """SIGKILL replica 1 under load: once the router has noticed, no request fails; restarted, it serves again."""
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def load() -> None:
+        i = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                status = complete(round_robin.server.url, fleet, f"Load {i}: one, two,", max_tokens=16).status_code
+                outcome = Outcome(started, time.monotonic(), status)
+            except httpx.HTTPError as exc:
+                outcome = Outcome(started, time.monotonic(), None, type(exc).__name__)
+            with lock:
+                outcomes.append(outcome)
+            i += 1
+
+    victim = fleet.servers[1]
+    worker = fleet.replica_urls()[1]
+    served_before = replica_total(fleet, 1, "vllm:request_success_total")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(load) for _ in range(3)]
+        try:
+            until(lambda: replica_total(fleet, 1, "vllm:request_success_total") > served_before, "replica 1 serving")
+            assert victim.process is not None
+            killed_at = time.monotonic()
+            os.killpg(victim.process.pid, signal.SIGKILL)
+            victim.process.wait()
+            detection = until(lambda: worker_health(round_robin, worker) == 0.0, "the router marks replica 1 down")
+            noticed_at = killed_at + detection
+            with lock:
+                seen = len(outcomes)
+            until(lambda: len(outcomes) >= seen + 12, "12 more requests after detection")
+        finally:
+            stop.set()
+            for future in futures:
+                future.result()
+    after = [o for o in outcomes if o.started > noticed_at]
+    lost = [o for o in outcomes if o.started < killed_at < o.ended and o.status != 200]
+    between = [o for o in outcomes if killed_at <= o.started <= noticed_at and o.status != 200]
+    print(f"failover: detected {detection:.1f} s after SIGKILL; {len(lost)} in-flight lost, {len(between)} failed "
+          f"before detection, {sum(o.status != 200 for o in after)} of {len(after)} failed after it")  # fmt: skip
+    assert after and all(o.status == 200 for o in after), [o for o in after if o.status != 200]
+
+    victim.launch()  # the same port: the router's health checks find it again
+    fleet.wait(victim, HANG_GUARD * 4)
+    until(lambda: worker_health(round_robin, worker) == 1.0, "the router puts replica 1 back")
+    served = replica_total(fleet, 1, "vllm:request_success_total")
+    for i in range(4):
+        assert complete(round_robin.server.url, fleet, f"Back {i}: one, two,").status_code == 200
+    assert replica_total(fleet, 1, "vllm:request_success_total") - served == 2  # half of round robin's share
+
+
+def test_sigterm_to_the_router_lets_in_flight_requests_finish(fleet: Fleet) -> None:
+    router = fleet.start_router(free_port(), name="draining router")
+    events: list[tuple[float, str]] = []
+    first = threading.Event()
+    body = {"model": MODEL, "prompt": "Count:", "max_tokens": 64, "stream": True, "ignore_eos": True}
+
+    def stream() -> None:
+        url = f"{router.server.url}/v1/completions"
+        with httpx.stream("POST", url, json=body, headers=headers(fleet), timeout=300) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    events.append((time.monotonic(), line[5:].strip()))
+                    first.set()
+
+    client = threading.Thread(target=stream)
+    client.start()
+    assert first.wait(HANG_GUARD)
+    assert router.server.process is not None
+    sent = time.monotonic()
+    os.killpg(router.server.process.pid, signal.SIGTERM)
+    client.join(HANG_GUARD)
+    assert router.server.process.wait(HANG_GUARD) == 0
+    fleet.extra_routers.remove(router)
+    assert events[-1][1] == "[DONE]"
+    assert sum(ts > sent for ts, _ in events) > 32  # most of the tokens came after SIGTERM
