@@ -48,14 +48,17 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def rendered_rule(*sets: str) -> dict[str, Any]:
-    """The chart's PrometheusRule as `helm template` renders it with these --set-string values."""
+def rendered_rule(*sets: str, strings: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The chart's PrometheusRule as `helm template` renders it with these --set-json (and --set-string) values
+    (--set-json: plain --set would pass 0.75 as a string)."""
     helm = install_helm_tools.find("helm4")
     if helm is None:
         raise chart_params.ParamError("helm4 is not installed: run `make helm-tools`")
     args = [str(helm), "template", "llama", str(chart_params.CHART), "--show-only", "templates/prometheusrule.yaml"]
     for item in ("prometheusRule.enabled=true", *sets):
-        args += ["--set-string" if not item.endswith("=true") else "--set", item]
+        args += ["--set-json", item]
+    for item in strings:
+        args += ["--set-string", item]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise chart_params.ParamError(f"helm template failed:\n{proc.stderr}")
@@ -63,9 +66,8 @@ def rendered_rule(*sets: str) -> dict[str, Any]:
 
 
 def groups() -> list[dict[str, Any]]:
-    rule = rendered_rule(
-        f"prometheusRule.selector={PLAIN_SELECTOR}", f"prometheusRule.routerSelector={PLAIN_ROUTER_SELECTOR}"
-    )
+    selectors = (f"prometheusRule.selector={PLAIN_SELECTOR}", f"prometheusRule.routerSelector={PLAIN_ROUTER_SELECTOR}")
+    rule = rendered_rule(strings=selectors)
     return rule["spec"]["groups"]
 
 
