@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -45,7 +46,7 @@ import metric_names  # noqa: E402
 
 NAMESPACE, POD, ROUTER_POD = "llama-test", "llama-0", "router-0"
 JOB, ROUTER_JOB = "llama-ascend", "llama-ascend-router"  # the plain rules file's selectors
-HANG_GUARD = 300  # seconds: a hang guard for the waits below, never a timing assertion
+HANG_GUARD = int(os.environ.get("HANG_GUARD", "300"))  # seconds: a hang guard for the waits below, never a timing assertion
 # What the dashboard's variables become in the test: the static labels, and a window that covers the whole test.
 VARIABLES = {
     "$namespace": NAMESPACE,
@@ -72,6 +73,8 @@ NOT_FROM_THE_STANDIN = {
     "Time to ready": "evaluated on the live server, but Prometheus starts after the session's server was ready, so "
     "the number is the time to Prometheus' first scrape, not to ready",
 }
+# Alerts the CPU stand-in may legitimately trip (pending, never firing within the test): its latency is not a 910B's.
+CPU_MAY_CROSS = {"LlamaAscendTTFTHigh"}
 # The fixture's card 0, read by eye from tests/fixtures/npu-smi/910b-reference-vllm.txt.
 FIXTURE_CARD = {
     "npu_chip_info_hbm_used_memory": 59678,
@@ -310,7 +313,10 @@ def _start(
     return process
 
 
-def _wait(what: str, ready: Any, processes: list[server_process.ServerProcess]) -> None:
+def _wait(
+    what: str, ready: Any, processes: list[server_process.ServerProcess], state: Any = lambda: "", prometheus: str = ""
+) -> None:
+    """Poll `ready` until true; past the hang guard fail with `state()`, the targets' health and the logs."""
     deadline = time.monotonic() + HANG_GUARD
     while time.monotonic() < deadline:
         for process in processes:
@@ -324,7 +330,12 @@ def _wait(what: str, ready: Any, processes: list[server_process.ServerProcess]) 
             pass
         time.sleep(0.5)
     logs = "\n".join(f"--- {p.name}\n{p.log()[-2000:]}" for p in processes)
-    raise AssertionError(f"hang guard: {what} not after {HANG_GUARD} s\n{logs}")
+    targets = ""
+    if prometheus:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            active = httpx.get(f"{prometheus}/api/v1/targets", timeout=30).json()["data"]["activeTargets"]
+            targets = "\n".join(f"{t['scrapeUrl']}: {t['health']} {t['lastError']}" for t in active)
+    raise AssertionError(f"hang guard: {what} not after {HANG_GUARD} s\nstate: {state()}\ntargets:\n{targets}\n{logs}")
 
 
 def _fetch_textfile(path: Path) -> None:
@@ -379,7 +390,8 @@ def stack(dev_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )  # fmt: skip
     labels = {"namespace": NAMESPACE, "pod": POD}
     config = {
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        # 5 s: a 2-core machine that others load too can hold a 1 s scrape past its timeout.
+        "global": {"scrape_interval": "5s", "scrape_timeout": "5s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
         "scrape_configs": [
             {
@@ -418,24 +430,40 @@ def stack(dev_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     try:
         # Every target scraped once before the load, so the counters' increase lands between two samples.
-        _wait("all three targets up", lambda: len(result.query("up == 1")) == 3, processes)
+        _wait("all three targets up", lambda: len(result.query("up == 1")) == 3, processes, prometheus=prometheus.url)
         # A 4xx before the load and one after: the 4xx series exists before its increase, so rate() sees it.
         _not_found(dev_server)
-        _wait(
-            "the 4xx series", lambda: bool(result.query(f'http_requests_total{{job="{JOB}", status="4xx"}}')), processes
-        )
+        four_xx = f'http_requests_total{{job="{JOB}", status="4xx"}}'
+        _wait("the 4xx series", lambda: bool(result.query(four_xx)), processes, prometheus=prometheus.url)
         _send_load(dev_server, result)
         _not_found(dev_server)
         expected = _requests_sent(dev_server)
+        # expression -> the least it must reach: every finished request scraped, and an increase (one request is
+        # an increase of about 1) of the counters the rate() panels read.
+        conditions = {
+            f'vllm:request_success_total{{job="{JOB}"}}': expected,
+            f'increase(vllm_router_processed_requests_total{{job="{ROUTER_JOB}"}}[5m])': 0.5,
+            f'increase(vllm:request_success_total{{job="{JOB}"}}[5m])': 0.5,
+            f'increase(http_requests_total{{job="{JOB}", status="4xx"}}[5m])': 0.5,
+        }
+
+        def state() -> dict[str, float]:
+            return {expr: _sum(result, expr) for expr in conditions}
+
+        def diagnosis() -> dict[str, Any]:
+            probes = [
+                f'count_over_time(vllm:request_success_total{{job="{JOB}"}}[5m])',
+                f'timestamp(vllm:request_success_total{{job="{JOB}"}})',
+                "time()",
+            ]
+            return {**state(), **{p: [r.get("value") for r in result.query(p)] if "time()" not in p else p for p in probes}}
+
         _wait(
             "the load's counters in Prometheus",
-            lambda: (
-                _sum(result, f'vllm:request_success_total{{job="{JOB}"}}') >= expected
-                and _sum(result, f'increase(vllm_router_processed_requests_total{{job="{ROUTER_JOB}"}}[5m])') > 0
-                and _sum(result, f'increase(vllm:request_success_total{{job="{JOB}"}}[5m])') > 0
-                and _sum(result, f'increase(http_requests_total{{job="{JOB}", status="4xx"}}[5m])') > 0
-            ),
+            lambda: all(value >= conditions[expr] for expr, value in state().items()),
             processes,
+            diagnosis,
+            prometheus.url,
         )
         yield result
     finally:
@@ -545,7 +573,8 @@ def test_variable_queries_find_the_deployment(stack: Stack) -> None:
 
 @pytest.mark.e2e
 def test_rules_evaluate_on_the_real_series_and_none_fires(stack: Stack) -> None:
-    """Prometheus loaded the plain rules file; every rule evaluated without error; a healthy stand-in fires nothing."""
+    """Prometheus loaded the plain rules file; every rule evaluated without error; on the healthy stand-in no alert is
+    pending or firing (the fetch textfile's failure is quiet because the weights are complete)."""
     deadline = time.monotonic() + HANG_GUARD
     while True:
         groups = httpx.get(f"{stack.prometheus}/api/v1/rules", timeout=30).json()["data"]["groups"]
@@ -556,12 +585,11 @@ def test_rules_evaluate_on_the_real_series_and_none_fires(stack: Stack) -> None:
         time.sleep(0.5)
     assert {r["name"] for r in rules} == {r["alert"] for r in metric_names.rule_queries()}
     assert [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"] == []
-    firing = [
-        a
-        for a in httpx.get(f"{stack.prometheus}/api/v1/alerts", timeout=30).json()["data"]["alerts"]
-        if a["state"] == "firing"
-    ]
-    assert firing == []
+    # Nothing is pending or firing, so every expression is false on the healthy stand-in (a `for` would hide a true
+    # one for minutes). The TTFT SLO (2 s, meant for the 910B) may be crossed by a loaded 2-core CPU: allowed pending.
+    active = httpx.get(f"{stack.prometheus}/api/v1/alerts", timeout=30).json()["data"]["alerts"]
+    unexpected = [a for a in active if a["labels"]["alertname"] not in CPU_MAY_CROSS or a["state"] == "firing"]
+    assert unexpected == []
 
 
 @pytest.mark.e2e
@@ -634,7 +662,7 @@ def test_chart_dashboard_configmap_and_prometheus_rule() -> None:
     rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(rules) == {r["alert"] for r in metric_names.rule_queries()}
     selector = f'namespace="{NAMESPACE}",job="{FULLNAME}"'
-    assert rules["LlamaAscendTargetDown"]["expr"] == f"up{{{selector}}} == 0"
+    assert rules["LlamaAscendTargetDown"]["expr"].startswith(f"up{{{selector}}} == 0")
     assert f'job="{FULLNAME}-router"' in rules["LlamaAscendRouterNoHealthyWorker"]["expr"]
     assert rules["LlamaAscendTTFTHigh"]["expr"].endswith("> 1.5")  # the value set's SLO
     for name, r in rules.items():

@@ -45,9 +45,9 @@ kept verbatim with raw strings.
   rules:
   {{- if $a.targetDown.enabled }}
   {{- include "llama-ascend.alertRule" (dict "ctx" . "name" "LlamaAscendTargetDown" "cfg" $a.targetDown
-      "expr" (printf `up{%s} == 0` $s)
+      "expr" (printf `up{%s} == 0 and on (job, instance) max_over_time(up{%s}[1h]) == 1` $s $s)
       "summary" (printf `Prometheus cannot scrape %s ({{ $labels.instance }})` $at)
-      "description" (printf `The scrape of {{ $labels.instance }} (pod %s, job {{ $labels.job }}) has failed for %s: the server or the exporter sidecar does not answer /metrics.` $at $a.targetDown.for)
+      "description" (printf `The scrape of {{ $labels.instance }} (pod %s, job {{ $labels.job }}), which answered within the last hour, has failed for %s: the server or the exporter sidecar stopped answering /metrics. (A pod that is still starting is not a target that went down: LlamaAscendNoReadyReplica covers a deployment that never comes up.)` $at $a.targetDown.for)
       "runbook" "First check the pod: `kubectl -n NAMESPACE get pod POD` (Running? restarts?), then `kubectl -n NAMESPACE logs POD -c server` (or -c exporter for the exporter port).") | nindent 4 }}
   {{- end }}
   {{- if $a.noReadyReplica.enabled }}
