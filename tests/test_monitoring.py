@@ -46,14 +46,14 @@ import metric_names  # noqa: E402
 
 NAMESPACE, POD, ROUTER_POD = "llama-test", "llama-0", "router-0"
 JOB, ROUTER_JOB = "llama-ascend", "llama-ascend-router"  # the plain rules file's selectors
-HANG_GUARD = int(os.environ.get("HANG_GUARD", "300"))  # seconds: a hang guard for the waits below, never a timing assertion
+HANG_GUARD = 300  # seconds: a hang guard for the waits below, never a timing assertion
 # What the dashboard's variables become in the test: the static labels, and a window that covers the whole test.
 VARIABLES = {
     "$namespace": NAMESPACE,
     "$job": JOB,
     "$pod": POD,
     "$router": ROUTER_JOB,
-    "$__rate_interval": "5m",
+    "$__rate_interval": "15m",
     "$__range_s": "21600",
     "$__range": "6h",
     "$__interval": "1s",
@@ -176,6 +176,21 @@ def test_dashboard_rows_and_every_query_is_scoped() -> None:
         assert scoped, f"{query['panel']} {query['ref']} ignores the pod/router variable: {query['expr']}"
     for name in NOT_FROM_THE_STANDIN:
         assert name in {q["panel"] for q in queries}, f"NOT_FROM_THE_STANDIN names no panel {name!r}"
+
+
+def test_dashboard_layout_has_unique_ids_and_no_overlaps() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = list(metric_names.walk_panels(dashboard["panels"]))
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
 
 
 # Alerts: promtool -------------------------------------------------------------------------------------------------
@@ -429,40 +444,37 @@ def stack(dev_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         processes,
     )
     try:
-        # Every target scraped once before the load, so the counters' increase lands between two samples.
+        # Every target scraped once before the load, and every counter series born before it: a series that first
+        # appears after its increase starts at its final value, and rate() shows nothing. So first one 404 (the 4xx
+        # series) and one request through the router (its per-worker counter), then the load and a second 404.
         _wait("all three targets up", lambda: len(result.query("up == 1")) == 3, processes, prometheus=prometheus.url)
-        # A 4xx before the load and one after: the 4xx series exists before its increase, so rate() sees it.
         _not_found(dev_server)
+        _chat(dev_server, router.url, 0)
         four_xx = f'http_requests_total{{job="{JOB}", status="4xx"}}'
-        _wait("the 4xx series", lambda: bool(result.query(four_xx)), processes, prometheus=prometheus.url)
-        _send_load(dev_server, result)
+        routed = f'vllm_router_processed_requests_total{{job="{ROUTER_JOB}"}}'
+        _wait(
+            "the 4xx and the router's series",
+            lambda: _sum(result, four_xx) >= 1 and _sum(result, routed) >= 1,
+            processes,
+            prometheus=prometheus.url,
+        )
+        _send_load(dev_server, router.url)
         _not_found(dev_server)
-        expected = _requests_sent(dev_server)
-        # expression -> the least it must reach: every finished request scraped, and an increase (one request is
-        # an increase of about 1) of the counters the rate() panels read.
-        conditions = {
-            f'vllm:request_success_total{{job="{JOB}"}}': expected,
-            f'increase(vllm_router_processed_requests_total{{job="{ROUTER_JOB}"}}[5m])': 0.5,
-            f'increase(vllm:request_success_total{{job="{JOB}"}}[5m])': 0.5,
-            f'increase(http_requests_total{{job="{JOB}", status="4xx"}}[5m])': 0.5,
+        # Then wait until Prometheus has scraped what the servers count now.
+        final = {
+            f'vllm:request_success_total{{job="{JOB}"}}': _exposed(result.server_metrics, "vllm:request_success_total"),
+            four_xx: _exposed(result.server_metrics, "http_requests_total", 'status="4xx"'),
+            routed: _exposed(result.router_metrics, "vllm_router_processed_requests_total"),
         }
 
         def state() -> dict[str, float]:
-            return {expr: _sum(result, expr) for expr in conditions}
-
-        def diagnosis() -> dict[str, Any]:
-            probes = [
-                f'count_over_time(vllm:request_success_total{{job="{JOB}"}}[5m])',
-                f'timestamp(vllm:request_success_total{{job="{JOB}"}})',
-                "time()",
-            ]
-            return {**state(), **{p: [r.get("value") for r in result.query(p)] if "time()" not in p else p for p in probes}}
+            return {expr: _sum(result, expr) for expr in final}
 
         _wait(
-            "the load's counters in Prometheus",
-            lambda: all(value >= conditions[expr] for expr, value in state().items()),
+            f"Prometheus to scrape the load's counters {final}",
+            lambda: all(value >= final[expr] for expr, value in state().items()),
             processes,
-            diagnosis,
+            state,
             prometheus.url,
         )
         yield result
@@ -475,36 +487,37 @@ def stack(dev_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 LOAD_DIRECT, LOAD_ROUTED = 4, 4
 
 
-def _requests_sent(dev_server: Any) -> float:
-    """Requests the engine has finished so far, read from the server (so earlier tests' requests count too)."""
-    text = httpx.get(f"{dev_server.url}/metrics", timeout=10).text
+def _exposed(url: str, name: str, having: str = "") -> float:
+    """The sum of a counter's samples as the server exposes it now (earlier tests' requests count too)."""
     total = 0.0
-    for line in text.splitlines():
-        if line.startswith("vllm:request_success_total{"):
+    for line in httpx.get(url, timeout=30).text.splitlines():
+        if (line.startswith(f"{name}{{") and having in line) or line.startswith(f"{name} "):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
 
-def _send_load(dev_server: Any, stack: Stack) -> None:
-    """Streamed chat completions with the official client, direct and through the router, two at a time."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def _chat(dev_server: Any, base: str, index: int) -> None:
+    """One streamed chat completion with the official client."""
     import openai
 
-    def chat(base: str, index: int) -> None:
-        client = openai.OpenAI(base_url=f"{base}/v1", api_key=dev_server.api_key, timeout=300, max_retries=0)
-        stream = client.chat.completions.create(
-            model=dev_server.model,
-            messages=[{"role": "user", "content": f"Count from {index} to {index + 10}."}],
-            max_tokens=16,
-            temperature=0,
-            stream=True,
-        )
-        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=dev_server.api_key, timeout=300, max_retries=0)
+    stream = client.chat.completions.create(
+        model=dev_server.model,
+        messages=[{"role": "user", "content": f"Count from {index} to {index + 10}."}],
+        max_tokens=16,
+        temperature=0,
+        stream=True,
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
-    jobs = [(dev_server.url, i) for i in range(LOAD_DIRECT)] + [(stack.router_url, i) for i in range(LOAD_ROUTED)]
+
+def _send_load(dev_server: Any, router_url: str) -> None:
+    """Streamed chat completions, direct and through the router, two at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(dev_server.url, i) for i in range(LOAD_DIRECT)] + [(router_url, i) for i in range(LOAD_ROUTED)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda job: chat(*job), jobs))
+        list(pool.map(lambda job: _chat(dev_server, *job), jobs))
 
 
 def _not_found(dev_server: Any) -> None:
