@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         summary["sweep"] = document
         save()
+        import plots  # bench/plots.py (beside this script, on sys.path as `python bench/run.py`)
+
+        plots.plot_sweep(document, out / "sweep.png")  # beside sweep.md; README shows it
 
     if "overhead" not in args.skip:
         summary["overhead"] = bench_runs.overhead(

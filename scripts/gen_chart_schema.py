@@ -122,7 +122,42 @@ REFINE: dict[str, dict[str, Any]] = {
     "pdb.minAvailable": INT_OR_PERCENT,
     "pdb.maxUnavailable": INT_OR_PERCENT,
     "extraArgs": {"items": {"type": "string"}},
+    "dashboards.labels": {"additionalProperties": {"type": "string"}},
+    "dashboards.annotations": {"additionalProperties": {"type": "string"}},
+    "prometheusRule.labels": {"additionalProperties": {"type": "string"}},
+    "prometheusRule.additionalLabels": {"additionalProperties": {"type": "string"}},
+    "prometheusRule.runbookUrl": {"pattern": "^(https?://.+)?$"},
 }
+
+# The alerts of templates/_monitoring.tpl: each `enabled`, `for` and `severity`, plus its thresholds.
+PROMETHEUS_DURATION = {"type": "string", "pattern": r"^(0|([0-9]+(ms|s|m|h|d|w|y))+)$"}
+_FRACTION = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+_ALERT_THRESHOLDS: dict[str, dict[str, Any]] = {
+    "targetDown": {},
+    "noReadyReplica": {},
+    "requestsWaiting": {"threshold": {"type": "number", "minimum": 0}},
+    "kvCacheHigh": {"threshold": _FRACTION},
+    "preemptions": {"threshold": {"type": "number", "minimum": 0}, "window": PROMETHEUS_DURATION},
+    "ttftHigh": {"sloSeconds": {"type": "number", "exclusiveMinimum": 0}},
+    "errorRatio": {"threshold": _FRACTION},
+    "npuUnhealthy": {},
+    "npuSmiDown": {},
+    "hbmNearFull": {"threshold": _FRACTION},
+    "npuTemperatureHigh": {"celsius": {"type": "number", "exclusiveMinimum": 0}},
+    "fetchFailed": {},
+    "preflightFailed": {},
+    "routerNoHealthyWorker": {},
+}
+for _name, _thresholds in _ALERT_THRESHOLDS.items():
+    REFINE[f"prometheusRule.alerts.{_name}"] = {
+        "additionalProperties": False,
+        "properties": {
+            "enabled": {"type": "boolean"},
+            "for": PROMETHEUS_DURATION,
+            "severity": {"enum": ["critical", "warning", "info"]},
+            **_thresholds,
+        },
+    }
 
 
 def _json_type(value: Any) -> str:

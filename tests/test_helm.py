@@ -32,7 +32,8 @@ RENDER_KUBE_VERSION = "1.33.0"
 VALUE_SETS = ("default", *sorted(p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml")))
 RELEASE, NAMESPACE = "llama", "llm"
 FULLNAME = f"{RELEASE}-llama-ascend"
-CRD_KINDS = {"ServiceMonitor", "ScaledObject"}  # no CRD schemas ship offline; asserted structurally below
+# No CRD schemas ship offline; asserted structurally below.
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}
 
 # checkov findings we accept, each with its reason. Anything else failing fails the test.
 CHECKOV_SKIPS = {

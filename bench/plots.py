@@ -1,0 +1,140 @@
+"""PNG plots of the benchmark results, written beside their tables (matplotlib, no display needed).
+
+- `plot_sweep(document, path)`: a sweep document (`bench/results/sweep.json`, also `summary.json`'s `sweep`) as three
+  panels over concurrency, one line per dataset: output throughput; TTFT p50 and p99; TPOT p50 and p99.
+- `plot_fleet(document, path)`: routing policies side by side. `make bench-fleet` does not exist yet; its results are
+  to be this JSON shape (the sweep's run fields, per policy):
+
+      {"title": "optional",
+       "policies": [{"policy": "round_robin",
+                     "runs": [{"concurrency": 8, "output_throughput": 51.2, "ttft_p50_ms": 310.0,
+                               "ttft_p99_ms": 820.0, "tpot_p50_ms": 48.0, "tpot_p99_ms": 95.0}, ...]},
+                    {"policy": "cache_aware", "runs": [...]}]}
+
+  Three panels over concurrency, one line per policy: output throughput, TTFT p99, TPOT p99.
+
+Both return the series drawn per panel (panel title -> line labels), which the tests count.
+
+    python bench/plots.py                       # bench/results/sweep.json -> sweep.png (and fleet.json -> fleet.png)
+    python bench/plots.py --results DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+Series = dict[str, list[str]]
+
+
+def _value(run: dict[str, Any], key: str) -> float:
+    value = run.get(key)
+    return math.nan if value is None else float(value)
+
+
+def _by(runs: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(str(run[key]), []).append(run)
+    return {name: sorted(items, key=lambda r: r["concurrency"]) for name, items in groups.items()}
+
+
+def _draw(
+    path: Path,
+    title: str,
+    groups: dict[str, list[dict[str, Any]]],
+    panels: list[tuple[str, str, list[tuple[str, str]]]],
+) -> Series:
+    """One figure, a panel per (title, y label, [(run field, line suffix)]), one line per group and field; `_ms`
+    fields on a panel labelled "s" are drawn in seconds."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), constrained_layout=True)
+    drawn: Series = {}
+    for ax, (panel, ylabel, fields) in zip(axes, panels, strict=True):
+        for index, (group, runs) in enumerate(groups.items()):
+            color = f"C{index}"
+            x = [r["concurrency"] for r in runs]
+            for field, suffix in fields:
+                style = "--" if suffix == "p99" else "-"
+                label = f"{group} {suffix}".strip()
+                scale = 1000.0 if ylabel == "s" and field.endswith("_ms") else 1.0
+                ax.plot(x, [_value(r, field) / scale for r in runs], style, marker="o", color=color, label=label)
+        ax.set_title(panel)
+        ax.set_xlabel("concurrency")
+        ax.set_ylabel(ylabel)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["concurrency"] for runs in groups.values() for r in runs}))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        drawn[panel] = [str(line.get_label()) for line in ax.get_lines()]
+    figure.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return drawn
+
+
+def plot_sweep(document: dict[str, Any], path: Path) -> Series:
+    runs = [r for r in document["runs"] if r.get("completed")]
+    title = (
+        f"llama-ascend bench {str(document.get('time', ''))[:10]}: {document.get('config', '')}, "
+        f"{document.get('input_len')} in / {document.get('output_len')} out"
+    )
+    return _draw(
+        path,
+        title,
+        _by(runs, "dataset"),
+        [
+            ("Output throughput", "output tokens / s", [("output_throughput", "")]),
+            ("Time to first token", "s", [("ttft_p50_ms", "p50"), ("ttft_p99_ms", "p99")]),
+            ("Time per output token", "ms", [("tpot_p50_ms", "p50"), ("tpot_p99_ms", "p99")]),
+        ],
+    )
+
+
+def plot_fleet(document: dict[str, Any], path: Path) -> Series:
+    groups = {p["policy"]: sorted(p["runs"], key=lambda r: r["concurrency"]) for p in document["policies"] if p["runs"]}
+    return _draw(
+        path,
+        document.get("title") or "llama-ascend fleet: routing policies",
+        groups,
+        [
+            ("Output throughput", "output tokens / s", [("output_throughput", "")]),
+            ("TTFT p99", "s", [("ttft_p99_ms", "")]),
+            ("TPOT p99", "ms", [("tpot_p99_ms", "")]),
+        ],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(RESULTS), help="the directory with sweep.json (and fleet.json)")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    wrote = 0
+    for name, plot in (("sweep", plot_sweep), ("fleet", plot_fleet)):
+        source = results / f"{name}.json"
+        if source.is_file():
+            plot(json.loads(source.read_text()), results / f"{name}.png")
+            print(f"wrote {results / f'{name}.png'}")
+            wrote += 1
+    if not wrote:
+        print(f"error: no sweep.json or fleet.json in {results}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
