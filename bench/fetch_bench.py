@@ -1,6 +1,6 @@
 """`make bench-fetch`: how fast `llama-ascend fetch` moves weights compared with a raw HTTP copy of the same bytes.
 
-Everything runs on this machine: the test hub (tests/hubserver.py) serves the stand-in model (~270 MB, from
+Everything runs on this machine: the test hub (llama_ascend_dev.hub) serves the stand-in model (~270 MB, from
 `llama-ascend standin`; a generated model of the same size when it is missing) in its own process, on 127.0.0.1.
 
 Measured, for ModelScope (the real modelscope client) and HuggingFace (huggingface_hub + our resumable stream):
@@ -28,24 +28,22 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+from llama_ascend_dev.fetch_helpers import clean_env, digests, fetch_cmd, make_model, write_config
+
+from llama_ascend import fetch
+from llama_ascend.config import load_config
+from llama_ascend.fetch.settings import ENV_WORKERS, env_number
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fetch_support import clean_env, digests, fetch_cmd, make_model, write_config  # noqa: E402
-from llama_ascend import fetch  # noqa: E402
-from llama_ascend.config import load_config  # noqa: E402
-from llama_ascend.fetch.settings import ENV_WORKERS, env_number  # noqa: E402
-
 REPOS = {"modelscope": ("LLM-Research/Bench-Llama", "master"), "huggingface": ("meta-llama/Bench-Llama", "main")}
 
 
 class Hub:
-    """tests/hubserver.py in its own process (so its threads do not share our GIL)."""
+    """The test hub (llama_ascend_dev.hub) in its own process (so its threads do not share our GIL)."""
 
     def __init__(self, model_dir: Path) -> None:
         args = [f"--repo={repo}={model_dir}" for repo, _ in REPOS.values()]
-        command = [sys.executable, str(ROOT / "tests" / "hubserver.py"), *args]
+        command = [sys.executable, "-m", "llama_ascend_dev.hub", *args]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -241,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results, indent=2))
         return 0
     load = os.getloadavg()[0]
-    print(f"bench-fetch: {what}, served by tests/hubserver.py on 127.0.0.1; best of {args.runs} runs; load {load:.1f}")
+    print(
+        f"bench-fetch: {what}, served by llama_ascend_dev.hub on 127.0.0.1; best of {args.runs} runs; load {load:.1f}"
+    )
     for r in results:
         print(f"\n{r['source']}: {r['files']} files, {r['bytes'] / 1e6:.1f} MB")
         print(

@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from fetch_support import make_model
-from hubserver import HubServer
+from llama_ascend_dev.fetch_helpers import make_model
+from llama_ascend_dev.hub import HubServer
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from fetch_support import (
+from llama_ascend_dev.fetch_helpers import (
     BIG,
     MARKER,
     SELECTED,
@@ -32,7 +31,8 @@ from fetch_support import (
     wait_for,
     write_config,
 )
-from hubserver import HubServer
+from llama_ascend_dev.hub import HubServer
+
 from llama_ascend import fetch
 from llama_ascend.config import load_config
 

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from fetch_support import (
+from llama_ascend_dev.fetch_helpers import (
     BIG,
     MARKER,
     SELECTED,
@@ -26,7 +25,8 @@ from fetch_support import (
     staged_bytes,
     write_config,
 )
-from hubserver import HubServer
+from llama_ascend_dev.hub import HubServer
+
 from llama_ascend import fetch
 from llama_ascend.config import load_config
 

@@ -19,8 +19,7 @@ import signal
 from pathlib import Path
 
 import pytest
-
-from fetch_support import (
+from llama_ascend_dev.fetch_helpers import (
     SELECTED,
     clean_env,
     expected,
@@ -32,7 +31,7 @@ from fetch_support import (
     start_fetch,
     write_config,
 )
-from hubserver import HubServer
+from llama_ascend_dev.hub import HubServer
 
 # The reference source gets the full 20; the HuggingFace path (our own resumable stream) 10, to keep the suite short.
 KILLS = {"modelscope": 20, "huggingface": 10}

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from llama_ascend_dev.fetch_helpers import ROOT, wait_for
 
-from fetch_support import ROOT, wait_for
 from llama_ascend.lease import Lease, LeaseLost
 
 HOLD = """

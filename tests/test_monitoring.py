@@ -29,8 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-
-from llama_ascend import server_process
+from llama_ascend_dev import server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "llama-ascend"

@@ -20,7 +20,7 @@ HuggingFace (endpoint `http://127.0.0.1:PORT`, as `HF_ENDPOINT` or `endpoint=`):
     GET  /api/models/{owner}/{name}/tree/{rev}[/{path}]?recursive= the tree (size, oid, lfs.oid = sha256)
     HEAD|GET /{owner}/{name}/resolve/{rev}/{path}                  metadata headers / the raw bytes
 
-Run standalone (for benchmarks or by hand): `python tests/hubserver.py --repo owner/name=DIR [--port N]`; it prints
+Run standalone (for benchmarks or by hand): `python -m llama_ascend_dev.hub --repo owner/name=DIR [--port N]`; it prints
 the endpoint URL on its first line and serves until killed. `GET /_hub/stats` reports the bytes sent so far.
 """
 
@@ -199,8 +199,8 @@ class HubServer:
     # -- setup ------------------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._httpd.server_address[1]
+        return f"http://127.0.0.1:{port}"  # it binds loopback only
 
     def add_repo(self, repo_id: str, directory: Path, branches: tuple[str, ...] = ("master", "main")) -> Repo:
         """Serve `directory` as `repo_id`; each branch name resolves to one commit id derived from the content."""

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-if TYPE_CHECKING:
-    from hubserver import HubServer
+from llama_ascend.fetch.layout import JOURNAL, MARKER
 
-ROOT = Path(__file__).resolve().parent.parent
-MARKER = ".llama-ascend-fetch.json"
+if TYPE_CHECKING:
+    from llama_ascend_dev.hub import HubServer
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: where the fetch subprocesses run
 # What the default model.allow_patterns / ignore_patterns select from make_model's files.
 SELECTED = {
     "config.json",
@@ -178,7 +179,7 @@ def staged_files(staging: Path) -> dict[str, tuple[int, bool]]:
     if staging.is_dir():
         for path in staging.rglob("*"):
             rel = path.relative_to(staging).as_posix()
-            if path.is_file() and path.name != ".llama-ascend-staging.json" and not path.name.endswith(".tmp"):
+            if path.is_file() and path.name != JOURNAL and not path.name.endswith(".tmp"):
                 partial = rel.endswith(".incomplete")
                 files[rel.removesuffix(".incomplete")] = (path.stat().st_size, not partial)
     return files
