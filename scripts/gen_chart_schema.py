@@ -35,6 +35,9 @@ INT_OR_PERCENT = {"type": ["integer", "string"], "pattern": r"^([0-9]+%?)?$"}
 # Refinements of the type inferred from each default. Merged over {"type": ..., "description": ...}.
 REFINE: dict[str, dict[str, Any]] = {
     "workloadKind": {"enum": ["Deployment", "StatefulSet"]},
+    "router.replicaCount": {"minimum": 1},
+    "inferencePool.endpointPickerRef.portNumber": PORT,
+    "inferencePool.endpointPickerRef.failureMode": {"enum": ["FailOpen", "FailClose"]},
     "replicaCount": {"minimum": 0},
     "image.repository": {"minLength": 1},
     "image.digest": {"pattern": r"^(sha256:[a-f0-9]{64})?$"},

@@ -33,7 +33,7 @@ VALUE_SETS = ("default", *sorted(p.name.removesuffix("-values.yaml") for p in (C
 RELEASE, NAMESPACE = "llama", "llm"
 FULLNAME = f"{RELEASE}-llama-ascend"
 # No CRD schemas ship offline; asserted structurally below.
-CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "PrometheusRule", "InferencePool"}
 
 # checkov findings we accept, each with its reason. Anything else failing fails the test.
 CHECKOV_SKIPS = {
@@ -121,7 +121,13 @@ def kinds(docs: list[dict[str, Any]]) -> list[str]:
 
 
 def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    """The model server's Deployment or StatefulSet (with router.enabled there is the router's Deployment too)."""
+    found = [
+        d
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet")
+        and d["metadata"]["labels"]["app.kubernetes.io/component"] == "server"
+    ]
     assert len(found) == 1
     return found[0]
 
@@ -482,7 +488,8 @@ def test_every_container_is_hardened(value_set: str) -> None:
     specs = pod_specs(docs)
     assert {name.split("/")[0] for name, _ in specs} >= {"Pod"}, "the helm test pod is rendered"
     for where, spec in specs:
-        assert spec["automountServiceAccountToken"] is False, where
+        # Only the router talks to the API server (it discovers the model pods); nothing else gets a token.
+        assert spec["automountServiceAccountToken"] is (where == f"Deployment/{FULLNAME}-router"), where
         pod_sc = spec["securityContext"]
         assert pod_sc["runAsNonRoot"] is True and pod_sc["runAsUser"] == 1000 and pod_sc["runAsGroup"] == 1000, where
         assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}, where
@@ -495,8 +502,8 @@ def test_every_container_is_hardened(value_set: str) -> None:
             assert "resources" in c and c["resources"].get("limits", {}).get("memory"), (where, c["name"])
             writable = {m["mountPath"] for m in c.get("volumeMounts", [])}
             assert "/tmp" in writable, f"{where} {c['name']}: a read-only root needs a writable /tmp"
-    service_account = one(docs, "ServiceAccount")
-    assert service_account["automountServiceAccountToken"] is False
+    for service_account in [d for d in docs if d["kind"] == "ServiceAccount"]:
+        assert service_account["automountServiceAccountToken"] is False  # pods opt in (the router does)
 
 
 def test_network_policy_admits_clients_monitoring_and_the_test_pod() -> None:
@@ -600,7 +607,7 @@ def test_labels_and_selectors(value_set: str) -> None:
     wl = workload(docs)
     pod_labels = wl["spec"]["template"]["metadata"]["labels"]
     assert wl["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    service = one(docs, "Service", FULLNAME)
+    service = one(docs, "Service", f"{FULLNAME}-server" if merged_values(value_set)["router"]["enabled"] else FULLNAME)
     assert service["spec"]["selector"].items() <= pod_labels.items()
     test_pod = one(docs, "Pod")
     assert not service["spec"]["selector"].items() <= test_pod["metadata"]["labels"].items(), (
@@ -677,6 +684,153 @@ def test_keda_scaled_object() -> None:
     assert "HorizontalPodAutoscaler" not in kinds(docs)
 
 
+# The InferencePool v1 API as kubernetes-sigs/gateway-api-inference-extension publishes it (api/v1/
+# inferencepool_types.go): selector.matchLabels; exactly one target port; a required endpointPickerRef with a name.
+INFERENCE_POOL_V1 = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "inference.networking.k8s.io/v1"},
+        "kind": {"const": "InferencePool"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "targetPorts", "endpointPickerRef"],
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["matchLabels"],
+                    "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}},
+                },
+                "targetPorts": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["number"],
+                        "properties": {"number": {"type": "integer", "minimum": 1, "maximum": 65535}},
+                    },
+                },
+                "endpointPickerRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "group": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                        "portNumber": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        "failureMode": {"enum": ["FailOpen", "FailClose"]},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def test_inference_pool_selects_the_model_pods_on_the_api_port() -> None:
+    import jsonschema
+
+    docs = render("inferencepool")
+    pool = one(docs, "InferencePool")
+    jsonschema.validate(pool, INFERENCE_POOL_V1)
+    pods = workload(docs)["spec"]["template"]["metadata"]["labels"]
+    assert pool["spec"]["selector"]["matchLabels"].items() <= pods.items()
+    assert pool["spec"]["targetPorts"] == [{"number": 8000}]
+    assert pool["spec"]["endpointPickerRef"] == {"name": "llama-epp", "portNumber": 9002, "failureMode": "FailClose"}
+    assert "Deployment" in kinds(docs) and not [d for d in docs if d["metadata"]["name"].endswith("-router")]
+    broken = {**pool, "spec": {**pool["spec"], "targetPorts": [{"number": 8000}, {"number": 8001}]}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, INFERENCE_POOL_V1)  # the schema above can fail
+
+
+def test_router_is_the_endpoint_and_finds_the_model_pods_by_their_labels() -> None:
+    docs = render("router")
+    router = one(docs, "Deployment", f"{FULLNAME}-router")
+    server = one(docs, "Deployment", FULLNAME)
+    router_pod = router["spec"]["template"]
+    server_labels = server["spec"]["template"]["metadata"]["labels"]
+    assert router["spec"]["replicas"] == 2 and server["spec"]["replicas"] == 2
+    assert router_pod["metadata"]["labels"]["app.kubernetes.io/component"] == "router"
+    main = one(docs, "Service", FULLNAME)  # what clients call: the router
+    assert main["spec"]["selector"].items() <= router_pod["metadata"]["labels"].items()
+    direct = one(docs, "Service", f"{FULLNAME}-server")  # the model pods stay reachable
+    assert direct["spec"]["selector"].items() <= server_labels.items()
+    assert not direct["spec"]["selector"].items() <= router_pod["metadata"]["labels"].items()
+    spec = router_pod["spec"]
+    (c,) = spec["containers"]
+    assert spec["serviceAccountName"] == f"{FULLNAME}-router" and spec["automountServiceAccountToken"] is True
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "router-metrics": 29000}
+    probes = {kind: c[kind]["httpGet"]["path"] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes == {"startupProbe": "/liveness", "readinessProbe": "/readiness", "livenessProbe": "/liveness"}
+    role = one(docs, "Role", f"{FULLNAME}-router")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    binding = one(docs, "RoleBinding", f"{FULLNAME}-router")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{FULLNAME}-router", "namespace": NAMESPACE}]
+    assert one(docs, "PodDisruptionBudget", f"{FULLNAME}-router")["spec"]["minAvailable"] == 1
+
+
+def test_the_routers_command_is_one_the_cli_renders_to_discovery_of_exactly_the_model_pods(tmp_path: Path) -> None:
+    """The router pod's args run through the real CLI with the chart's config: the router it would exec watches this
+    namespace for pods with the model Deployment's labels, on the server's port."""
+    docs = render("router")
+    config = tmp_path / "config.yaml"
+    config.write_text(one(docs, "ConfigMap", FULLNAME)["data"]["config.yaml"])
+    (c,) = one(docs, "Deployment", f"{FULLNAME}-router")["spec"]["template"]["spec"]["containers"]
+    args = [("--config" if a == "--config" else a) for a in c["args"]]
+    args[args.index("--config") + 1] = str(config)
+    done = subprocess.run([sys.executable, "-m", "llama_ascend", "render", "--router", *args[1:]],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    argv = done.stdout.replace("\\\n", " ").split()
+    selector = argv[argv.index("--selector") + 1 : argv.index("--service-discovery-port")]
+    server_labels = one(docs, "Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
+    assert dict(item.split("=", 1) for item in selector).items() <= server_labels.items()
+    assert argv[argv.index("--service-discovery-namespace") + 1] == NAMESPACE
+    assert argv[argv.index("--service-discovery-port") + 1] == "8000"
+
+
+def test_with_the_router_only_the_router_reaches_the_model_pods() -> None:
+    docs = render("router")
+    server_policy = one(docs, "NetworkPolicy", FULLNAME)
+    api = server_policy["spec"]["ingress"][0]
+    sources = [peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for peer in api["from"]]
+    assert sources == ["router", "test"]  # no client label, no ingress controller
+    router_policy = one(docs, "NetworkPolicy", f"{FULLNAME}-router")
+    clients = router_policy["spec"]["ingress"][0]["from"]
+    assert clients == [{"podSelector": {"matchLabels": {f"{FULLNAME}-client": "true"}}}]
+    metrics = router_policy["spec"]["ingress"][1]
+    assert metrics["ports"] == [{"port": "router-metrics", "protocol": "TCP"}]
+
+
+def test_with_the_router_the_server_metrics_keep_their_job_and_the_router_is_scraped() -> None:
+    docs = render("router")
+    server_monitor = one(docs, "ServiceMonitor", FULLNAME)
+    direct = one(docs, "Service", f"{FULLNAME}-server")
+    assert server_monitor["spec"]["selector"]["matchLabels"].items() <= direct["metadata"]["labels"].items()
+    main = one(docs, "Service", FULLNAME)
+    assert not server_monitor["spec"]["selector"]["matchLabels"].items() <= main["metadata"]["labels"].items()
+    relabel = server_monitor["spec"]["endpoints"][0]["relabelings"]
+    assert relabel == [{"targetLabel": "job", "replacement": FULLNAME}]
+    router_monitor = one(docs, "ServiceMonitor", f"{FULLNAME}-router")
+    assert router_monitor["spec"]["endpoints"][0]["port"] == "router-metrics"
+    assert router_monitor["spec"]["endpoints"][0]["relabelings"][0]["replacement"] == f"{FULLNAME}-router"
+
+
+def test_router_and_pool_are_refused_together_and_a_pool_needs_its_picker() -> None:
+    both = template("helm4", "-f", str(values_file("router")), "--set", "inferencePool.enabled=true",
+                    "--set", "inferencePool.endpointPickerRef.name=epp")  # fmt: skip
+    assert both.returncode != 0 and "router.enabled and inferencePool.enabled are both true" in both.stderr
+    nameless = template("helm4", "--set", "inferencePool.enabled=true")
+    assert nameless.returncode != 0 and "needs inferencePool.endpointPickerRef.name" in nameless.stderr
+    static = template("helm4", "-f", str(values_file("router")), "--set", "config.router.workers={http://a:8000}")
+    assert static.returncode != 0 and "config.router.workers" in static.stderr
+
+
 def test_service_monitor_and_exporter_sidecar() -> None:
     docs = render("servicemonitor")
     monitor = one(docs, "ServiceMonitor")
@@ -702,7 +856,7 @@ def test_service_monitor_and_exporter_sidecar() -> None:
     assert "huawei.com/Ascend910" not in json.dumps(exporter["resources"]), "the sidecar must not take NPUs"
 
 
-@pytest.mark.parametrize("value_set", ["default", "servicemonitor", "tp4"])
+@pytest.mark.parametrize("value_set", ["default", "servicemonitor", "tp4", "router"])
 def test_container_args_parse_with_the_real_cli(value_set: str) -> None:
     """What the pods run is a valid `llama-ascend` command line (the image's ENTRYPOINT is `llama-ascend`)."""
     from llama_ascend import cli
@@ -921,7 +1075,9 @@ def test_checkov_finds_nothing_unjustified(tmp_path: Path) -> None:
     passed = sum(r.get("summary", {}).get("passed", 0) for r in reports)
     assert passed > 100, f"checkov passed only {passed} checks: did it read the manifests?\n{proc.stderr[-2000:]}"
     inline = sum(r.get("summary", {}).get("skipped", 0) for r in reports)
-    assert inline == 3 * len(VALUE_SETS), "the test pod's three inline skips should be honoured once per value set"
+    routed = sum(merged_values(v)["router"]["enabled"] for v in VALUE_SETS)
+    # the test pod's three inline skips once per value set, the router pod's token once per value set with a router
+    assert inline == 3 * len(VALUE_SETS) + routed
 
 
 @pytest.mark.parametrize("tool", HELMS)

@@ -45,25 +45,44 @@
 
 {{/* Labels ---------------------------------------------------------------------------------------------------- */}}
 
+{{/* The model server pods (`component: server`) and, with router.enabled, the router pods (`component: router`). */}}
 {{- define "llama-ascend.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "llama-ascend.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: server
+{{- include "llama-ascend.componentSelector" (dict "context" . "component" "server") -}}
+{{- end -}}
+
+{{- define "llama-ascend.routerSelectorLabels" -}}
+{{- include "llama-ascend.componentSelector" (dict "context" . "component" "router") -}}
+{{- end -}}
+
+{{- define "llama-ascend.componentSelector" -}}
+app.kubernetes.io/name: {{ include "llama-ascend.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "llama-ascend.labels" -}}
-helm.sh/chart: {{ include "llama-ascend.chart" . }}
-{{ include "llama-ascend.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- include "llama-ascend.componentLabels" (dict "context" . "component" "server") -}}
+{{- end -}}
+
+{{- define "llama-ascend.routerLabels" -}}
+{{- include "llama-ascend.componentLabels" (dict "context" . "component" "router") -}}
+{{- end -}}
+
+{{- define "llama-ascend.componentLabels" -}}
+{{- $ctx := .context -}}
+helm.sh/chart: {{ include "llama-ascend.chart" $ctx }}
+{{ include "llama-ascend.componentSelector" . }}
+app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 app.kubernetes.io/part-of: llama-ascend
-{{- with .Values.commonLabels }}
+{{- with $ctx.Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
 
 {{/*
-metadata of every object: name, namespace, the common labels (+ .labels) and commonAnnotations (+ .annotations).
+metadata of every object: name, namespace, the common labels (+ .labels) and commonAnnotations (+ .annotations);
+"component" "router" gives the router's labels instead of the server's.
 Call: metadata: {{ include "llama-ascend.metadata" (dict "context" . "name" $name "annotations" $extra) | nindent 2 }}
 */}}
 {{- define "llama-ascend.metadata" -}}
@@ -74,7 +93,7 @@ labels:
   {{- if .selfLabels }}
   {{- toYaml .selfLabels | nindent 2 }}
   {{- else }}
-  {{- include "llama-ascend.labels" $ctx | nindent 2 }}
+  {{- include "llama-ascend.componentLabels" (dict "context" $ctx "component" (default "server" .component)) | nindent 2 }}
   {{- end }}
   {{- with .labels }}
   {{- toYaml . | nindent 2 }}
@@ -100,4 +119,3 @@ annotations:
 {{- printf "%s:%s" $repository (default .Chart.AppVersion $image.tag) -}}
 {{- end -}}
 {{- end -}}
-

@@ -4,7 +4,8 @@ values are fine). `llama-ascend.validateValues` runs them all and fails once, li
 */}}
 {{- define "llama-ascend.validateValues" -}}
 {{- $rules := list "host" "modelPath" "cacheDir" "autoscalers" "kedaServer" "sharedClaim" "statefulSetStrategy"
-  "gracePeriod" "apiKeyOnce" "hfTokenOnce" "apiKeyUnused" "apiKeyMissing" "npuResources" "driverMounts" -}}
+  "gracePeriod" "apiKeyOnce" "hfTokenOnce" "apiKeyUnused" "apiKeyMissing" "npuResources" "driverMounts"
+  "routerOrPool" "routerWorkers" "poolPicker" -}}
 {{- $messages := list -}}
 {{- range $rule := $rules -}}
 {{- range $line := splitList "\n" (include (printf "llama-ascend.validate.%s" $rule) $) -}}
@@ -115,5 +116,24 @@ resources.{{ $section }}[{{ $.Values.npu.resourceName }}]={{ $listed }} disagree
 {{- define "llama-ascend.validate.driverMounts" -}}
 {{- if and .Values.ascend.driverMounts.enabled (ne (include "llama-ascend.backend" .) "ascend") -}}
 ascend.driverMounts.enabled is for backend ascend; config.backend is cpu: disable it
+{{- end -}}
+{{- end -}}
+
+{{- define "llama-ascend.validate.routerOrPool" -}}
+{{- if and .Values.router.enabled .Values.inferencePool.enabled -}}
+router.enabled and inferencePool.enabled are both true: the router is the chart's own endpoint, an InferencePool hands the pods to a Gateway's endpoint picker; enable one
+{{- end -}}
+{{- end -}}
+
+{{- define "llama-ascend.validate.routerWorkers" -}}
+{{- $workers := (include "llama-ascend.config" . | fromJson).router.workers -}}
+{{- if and .Values.router.enabled $workers -}}
+config.router.workers={{ toJson $workers }} with router.enabled: in the chart the router finds the model pods by their labels; drop the static list
+{{- end -}}
+{{- end -}}
+
+{{- define "llama-ascend.validate.poolPicker" -}}
+{{- if and .Values.inferencePool.enabled (not .Values.inferencePool.endpointPickerRef.name) -}}
+inferencePool.enabled needs inferencePool.endpointPickerRef.name, the endpoint picker's Service (the InferencePool v1 API requires one)
 {{- end -}}
 {{- end -}}
