@@ -28,11 +28,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-from llama_ascend_dev.fetch_helpers import clean_env, digests, fetch_cmd, make_model, write_config
 
 from llama_ascend import fetch
 from llama_ascend.config import load_config
 from llama_ascend.fetch.settings import ENV_WORKERS, env_number
+from llama_ascend_dev.fetch_helpers import clean_env, digests, fetch_cmd, make_model, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 REPOS = {"modelscope": ("LLM-Research/Bench-Llama", "master"), "huggingface": ("meta-llama/Bench-Llama", "main")}

@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llama_ascend_dev import bench_runs, server_process
-
 from llama_ascend import bench
 from llama_ascend.config import load_config
+from llama_ascend_dev import bench_runs, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("sweep", "overhead", "cold_warm")

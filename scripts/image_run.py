@@ -22,8 +22,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from llama_ascend_dev import server_process
 from llama_ascend.errors import LlamaAscendError
+from llama_ascend_dev import server_process
 
 BUILDAH_RUN = ["buildah", "run", "--isolation", "chroot", "--network", "host"]
 CONFIG = "/opt/llama-ascend/config/dev-cpu.yaml"

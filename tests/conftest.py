@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from llama_ascend_dev import server_process
 
 ROOT = Path(__file__).resolve().parent.parent

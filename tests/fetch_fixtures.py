@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from llama_ascend_dev.fetch_helpers import make_model
 from llama_ascend_dev.hub import HubServer
 

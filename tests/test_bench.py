@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from llama_ascend_dev import bench_runs
 
 from conftest import DEV_CONFIG, ROOT, cli
 from llama_ascend import bench
+from llama_ascend_dev import bench_runs
 
 
 def test_percentile_interpolates_like_numpy() -> None:

@@ -15,6 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from llama_ascend import fetch
+from llama_ascend.config import load_config
 from llama_ascend_dev.fetch_helpers import (
     BIG,
     MARKER,
@@ -32,9 +35,6 @@ from llama_ascend_dev.fetch_helpers import (
     write_config,
 )
 from llama_ascend_dev.hub import HubServer
-
-from llama_ascend import fetch
-from llama_ascend.config import load_config
 
 pytest_plugins = ["fetch_fixtures"]  # source_dir, hub, volume
 REPO = "LLM-Research/Tiny-Llama-3.1"

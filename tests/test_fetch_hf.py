@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
+
+from llama_ascend import fetch
+from llama_ascend.config import load_config
 from llama_ascend_dev.fetch_helpers import (
     BIG,
     MARKER,
@@ -26,9 +29,6 @@ from llama_ascend_dev.fetch_helpers import (
     write_config,
 )
 from llama_ascend_dev.hub import HubServer
-
-from llama_ascend import fetch
-from llama_ascend.config import load_config
 
 pytest_plugins = ["fetch_fixtures"]  # source_dir, hub, volume
 REPO = "meta-llama/Tiny-Llama-3.1-Instruct"

@@ -19,6 +19,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from llama_ascend_dev.fetch_helpers import (
     SELECTED,
     clean_env,

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from llama_ascend_dev.fetch_helpers import ROOT, wait_for
 
 from llama_ascend.lease import Lease, LeaseLost
+from llama_ascend_dev.fetch_helpers import ROOT, wait_for
 
 HOLD = """
 import sys, time

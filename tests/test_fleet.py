@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from llama_ascend_dev.fleet import Fleet, Router
-from llama_ascend_dev.server_process import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import DEV_CONFIG
+from llama_ascend_dev.fleet import Fleet, Router
+from llama_ascend_dev.server_process import free_port
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"

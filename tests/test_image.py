@@ -23,10 +23,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from llama_ascend_dev.server_process import free_port  # noqa: E402
-
 import image_build  # noqa: E402
 import image_run  # noqa: E402
+from llama_ascend_dev.server_process import free_port  # noqa: E402
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCS = ROOT / "docs" / "image.md"

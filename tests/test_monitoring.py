@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
 from llama_ascend_dev import server_process
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from llama_ascend_dev.server_process import free_port
 
 from conftest import DEV_CONFIG, PROD_CONFIG, cli
 from llama_ascend import preflight
 from llama_ascend.config import load_config
 from llama_ascend.errors import ExitCode, PreflightFailed
+from llama_ascend_dev.server_process import free_port
 
 NPU_SMI = Path(__file__).parent / "fixtures" / "npu-smi"
 TOOLKIT = "/usr/local/Ascend/ascend-toolkit/latest"

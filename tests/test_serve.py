@@ -7,13 +7,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from llama_ascend_dev.server_process import free_port
 
 from conftest import DEV_CONFIG, PROD_CONFIG, cli
 from llama_ascend.config import load_config
 from llama_ascend.errors import ConfigError
 from llama_ascend.launch import environment
 from llama_ascend.render import render
+from llama_ascend_dev.server_process import free_port
 
 
 def test_secrets_resolve_by_name_at_serve_time():

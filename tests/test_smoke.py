@@ -1,9 +1,9 @@
 import json
 
 import pytest
-from llama_ascend_dev.server_process import free_port
 
 from conftest import cli
+from llama_ascend_dev.server_process import free_port
 
 
 @pytest.mark.e2e

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llama_ascend_dev.server_process import free_port
 
 from conftest import DEV_CONFIG, PROD_CONFIG, cli
+from llama_ascend_dev.server_process import free_port
 from test_preflight import NPU_SMI, make_model, make_node, write_config
 
 
