@@ -73,6 +73,18 @@ verify: setup
 bench: setup
 	$(VENV)/bin/python bench/run.py --config $(CONFIG) --out bench/results
 
+# --- A fleet (issue 13): N replicas behind vLLM's router -------------------------------------------------------
+# fleet: REPLICAS replicas of CONFIG on 127.0.0.1:8001.. behind the router on 127.0.0.1:8000 (the URL `make smoke`
+# uses); Ctrl-C stops them all, draining. bench-fleet: cache_aware vs round_robin vs one replica, multi-turn chat.
+REPLICAS ?= 2
+.PHONY: fleet bench-fleet
+
+fleet: setup
+	$(VENV)/bin/python -m llama_ascend_dev.fleet --config $(CONFIG) --replicas $(REPLICAS)
+
+bench-fleet: setup
+	$(VENV)/bin/python bench/fleet.py --config $(CONFIG) --replicas $(REPLICAS) --out bench/results
+
 # --- Weights: fetch benchmark (issue 5) --------------------------------------------------------------------------
 # bench-fetch: fetch vs a raw HTTP copy (curl, httpx, curl+fsync) of the stand-in from the local test hub, the
 # complete-cache re-check, and the bytes moved again after a kill at 50 %. `llama-ascend fetch` itself needs no target.

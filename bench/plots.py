@@ -2,16 +2,9 @@
 
 - `plot_sweep(document, path)`: a sweep document (`bench/results/sweep.json`, also `summary.json`'s `sweep`) as three
   panels over concurrency, one line per dataset: output throughput; TTFT p50 and p99; TPOT p50 and p99.
-- `plot_fleet(document, path)`: routing policies side by side. `make bench-fleet` does not exist yet; its results are
-  to be this JSON shape (the sweep's run fields, per policy):
-
-      {"title": "optional",
-       "policies": [{"policy": "round_robin",
-                     "runs": [{"concurrency": 8, "output_throughput": 51.2, "ttft_p50_ms": 310.0,
-                               "ttft_p99_ms": 820.0, "tpot_p50_ms": 48.0, "tpot_p99_ms": 95.0}, ...]},
-                    {"policy": "cache_aware", "runs": [...]}]}
-
-  Three panels over concurrency, one line per policy: output throughput, TTFT p99, TPOT p99.
+- `plot_fleet(document, path)`: the setups of `make bench-fleet` side by side (`bench/results/fleet.json`: its
+  `summary`, per setup: `later_ttft_p50_ms`, `later_ttft_p99_ms`, `first_ttft_p50_ms`, `output_throughput`), as bars:
+  later-turn TTFT p50 and p99, first-turn TTFT p50, output throughput.
 
 Both return the series drawn per panel (panel title -> line labels), which the tests count.
 
@@ -105,17 +98,37 @@ def plot_sweep(document: dict[str, Any], path: Path) -> Series:
 
 
 def plot_fleet(document: dict[str, Any], path: Path) -> Series:
-    groups = {p["policy"]: sorted(p["runs"], key=lambda r: r["concurrency"]) for p in document["policies"] if p["runs"]}
-    return _draw(
-        path,
-        document.get("title") or "llama-ascend fleet: routing policies",
-        groups,
-        [
-            ("Output throughput", "output tokens / s", [("output_throughput", "")]),
-            ("TTFT p99", "s", [("ttft_p99_ms", "")]),
-            ("TPOT p99", "ms", [("tpot_p99_ms", "")]),
-        ],
+    summary = document["summary"]
+    setups = list(summary)
+    panels = [
+        ("Later turns: time to first token", "s", ["later_ttft_p50_ms", "later_ttft_p99_ms"]),
+        ("First turns: time to first token", "s", ["first_ttft_p50_ms"]),
+        ("Output throughput", "output tokens / s", ["output_throughput"]),
+    ]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), constrained_layout=True)
+    drawn: Series = {}
+    for ax, (panel, ylabel, fields) in zip(axes, panels, strict=True):
+        width = 0.8 / len(fields)
+        for offset, field in enumerate(fields):
+            scale = 1000.0 if field.endswith("_ms") else 1.0
+            values = [_value(summary[s], field) / scale for s in setups]
+            label = field.removesuffix("_ms").split("_")[-1] if len(fields) > 1 else panel
+            ax.bar([i + offset * width for i in range(len(setups))], values, width, label=label)
+        ax.set_xticks([i + width * (len(fields) - 1) / 2 for i in range(len(setups))], setups)
+        ax.set_title(panel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, axis="y", alpha=0.3)
+        if len(fields) > 1:
+            ax.legend(fontsize="small")
+        drawn[panel] = setups
+    figure.suptitle(
+        f"llama-ascend bench-fleet: {document.get('replicas')} replicas, {document.get('conversations')} "
+        f"conversations x {document.get('turns')} turns"
     )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return drawn
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -248,27 +248,29 @@ def test_killed_fetch_leaves_nothing_loadable_and_rerun_moves_only_missing_bytes
     assert f"({(total - on_disk) / 1e6:.1f} MB downloaded)" in rerun.stdout
 
 
-def test_two_fetchers_on_one_volume_download_each_file_once(
-    config_file: Path, hub: HubServer, source_dir: Path, volume: Path, tmp_path: Path
+@pytest.mark.parametrize("pods", [2, 4])
+def test_pods_sharing_one_volume_download_each_file_once(
+    pods: int, config_file: Path, hub: HubServer, source_dir: Path, volume: Path, tmp_path: Path
 ):
-    hold = hub.hold(after_bytes=1_000_000)  # whoever downloads stops there until the other one waits for the lease
-    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    """N replicas on one ReadWriteMany claim: one fetches (the hub holds it until every other waits on the lease),
+    the others find the weights complete; every file crosses the wire once."""
+    hold = hub.hold(after_bytes=1_000_000)
+    logs = [tmp_path / f"pod-{i}.log" for i in range(pods)]
     procs = [start_fetch(config_file, log=log) for log in logs]  # at the same time
     try:
         assert hold.wait_reached(alive=lambda: all(p.poll() is None for p in procs)), [log.read_text() for log in logs]
-        waiting = lambda: any("is being fetched by pid" in log.read_text() for log in logs)  # noqa: E731
+        waiting = lambda: sum("is being fetched by pid" in log.read_text() for log in logs) == pods - 1  # noqa: E731
         assert wait_for(lambda: waiting() or any(p.poll() is not None for p in procs), timeout=120)
     finally:
         hub.release()
-    assert [p.wait(timeout=120) for p in procs] == [0, 0], [log.read_text() for log in logs]
+    assert [p.wait(timeout=120) for p in procs] == [0] * pods, [log.read_text() for log in logs]
     for name in SELECTED:
         assert len([r for r in hub.file_requests(name) if r.status in (200, 206)]) == 1, name
     assert digests(final_dir(volume)) == expected(source_dir)
     outputs = sorted((log.read_text() for log in logs), key=lambda out: "is being fetched by" in out)
     assert "downloaded)" in outputs[0]  # one of them downloaded ...
-    assert (
-        "is being fetched by pid" in outputs[1] and "completed by another fetcher" in outputs[1]
-    )  # ... the other waited
+    for waited in outputs[1:]:  # ... the others waited for it
+        assert "is being fetched by pid" in waited and "completed by another fetcher" in waited
 
 
 def test_lease_of_a_killed_fetcher_is_taken_over_at_once(

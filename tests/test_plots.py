@@ -61,19 +61,26 @@ def test_a_run_that_completed_nothing_is_left_out(tmp_path: Path) -> None:
     assert series["Output throughput"] == ["random"]
 
 
-def test_fleet_plot_puts_the_policies_side_by_side(tmp_path: Path) -> None:
+def test_fleet_plot_puts_the_setups_side_by_side(tmp_path: Path) -> None:
+    def setup(later: float, tok_s: float) -> dict[str, float]:
+        return {"later_ttft_p50_ms": later, "later_ttft_p99_ms": 2 * later, "first_ttft_p50_ms": 900.0,
+                "output_throughput": tok_s}  # fmt: skip
+
     document = {
-        "policies": [
-            {"policy": "round_robin", "runs": [_run("random", 4, 40.0), _run("random", 16, 60.0)]},
-            {"policy": "cache_aware", "runs": [_run("random", 4, 45.0), _run("random", 16, 70.0)]},
-            {"policy": "power_of_two", "runs": [_run("random", 4, 42.0), _run("random", 16, 66.0)]},
-        ]
+        "replicas": 2,
+        "conversations": 4,
+        "turns": 4,
+        "summary": {
+            "cache_aware": setup(200.0, 30.0),
+            "round_robin": setup(700.0, 28.0),
+            "one replica": setup(900.0, 15.0),
+        },
     }
     path = tmp_path / "fleet.png"
     series = plots.plot_fleet(document, path)
     assert _is_png(path)
-    assert list(series) == ["Output throughput", "TTFT p99", "TPOT p99"]
-    assert all(lines == ["round_robin", "cache_aware", "power_of_two"] for lines in series.values())
+    assert list(series) == ["Later turns: time to first token", "First turns: time to first token", "Output throughput"]
+    assert all(bars == ["cache_aware", "round_robin", "one replica"] for bars in series.values())
 
 
 def test_cli_renders_the_committed_results(tmp_path: Path) -> None:

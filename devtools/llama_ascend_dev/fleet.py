@@ -1,5 +1,5 @@
-"""A fleet on one machine: N replicas of a config (`llama-ascend serve` on 127.0.0.1:8001...800N, each pinned to
-its own cores where the host has enough) behind vLLM's router (`llama-ascend router` on 127.0.0.1:8000): one
+"""A fleet on one machine: N replicas of a config (`llama-ascend serve` on 127.0.0.1:8001...800N, each on its own
+cores where the host has enough, or on an Ascend host its own tensor_parallel_size cards) behind vLLM's router (`llama-ascend router` on 127.0.0.1:8000): one
 endpoint. `make fleet` runs it until Ctrl-C or SIGTERM, then stops the router and the replicas, each draining its
 in-flight requests. The tests and `make bench-fleet` start the same fleet on free ports.
 
@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llama_ascend.config import load_config
 from llama_ascend_dev.server_process import ServerProcess, free_port, wait_ready
 
 READY_TIMEOUT = 1200.0  # a replica's cold start on a loaded 2-core machine
@@ -79,9 +80,13 @@ class Fleet:
         """A replica's server (not started): `llama-ascend serve` on its port, on its cores."""
         port = self.replica_ports[index]
         sets = [*self.sets, f"server.port={port}", "server.host=127.0.0.1"]
-        cores = core_sets(self.replicas) if self.pin else None
-        if cores:  # vLLM's CPU backend binds its OpenMP threads here
-            sets.append(f"env.VLLM_CPU_OMP_THREADS_BIND={cores[index]}")
+        config = load_config(self.config, self.sets)
+        if config.backend == "ascend":  # its own cards: TP consecutive logical ids
+            tp = config.server.tensor_parallel_size
+            cards = ",".join(str(card) for card in range(index * tp, (index + 1) * tp))
+            sets.append(f"env.ASCEND_RT_VISIBLE_DEVICES={cards}")
+        elif (cores := core_sets(self.replicas) if self.pin else None) is not None:
+            sets.append(f"env.VLLM_CPU_OMP_THREADS_BIND={cores[index]}")  # vLLM's CPU backend binds its threads here
         argv = [sys.executable, "-m", "llama_ascend", "serve", "--config", str(self.config)]
         for item in sets:
             argv += ["--set", item]
