@@ -34,7 +34,33 @@ from llama_ascend_dev.server_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUPS = ("cache_aware", "round_robin", "one replica")
-WORDS = ["parcel", "carrier", "invoice", "customs", "warehouse", "route", "driver", "depot", "refund", "claim", "signature", "weekend", "express", "address", "label", "tracking", "pallet", "freight", "priority", "damage", "insurance", "schedule", "holiday", "return", "pickup"]
+WORDS = [
+    "parcel",
+    "carrier",
+    "invoice",
+    "customs",
+    "warehouse",
+    "route",
+    "driver",
+    "depot",
+    "refund",
+    "claim",
+    "signature",
+    "weekend",
+    "express",
+    "address",
+    "label",
+    "tracking",
+    "pallet",
+    "freight",
+    "priority",
+    "damage",
+    "insurance",
+    "schedule",
+    "holiday",
+    "return",
+    "pickup",
+]
 
 
 @dataclass

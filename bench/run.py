@@ -38,7 +38,10 @@ def log(message: str) -> None:
 
 
 def sweep_section(document: dict[str, Any]) -> str:
-    runs = [bench.Run(**{k: (float("nan") if v is None else v) for k, v in r.items()}) for r in document["runs"]]
+    runs = [
+        bench.Run(**{k: (float("nan") if v is None and k != "load_1m" else v) for k, v in r.items()})
+        for r in document["runs"]
+    ]
     return (
         f"## Concurrency sweep ({runs[0].client}, {document['input_len']} in / {document['output_len']} out)\n\n"
         + bench.markdown_table(runs)
@@ -50,11 +53,13 @@ def overhead_section(result: dict[str, Any]) -> str:
     for name, samples in result["samples"].items():
         per_round = ", ".join(format(sample["output_tok_s"], ".1f") for sample in samples)
         ready = ", ".join(format(sample["ready_s"], ".0f") for sample in samples)
-        rows.append(f"| {name} | {per_round} | {result['median_output_tok_s'][name]:.1f} | {ready} |")
+        loads = ", ".join(format(sample["load_1m"], ".1f") if "load_1m" in sample else "-" for sample in samples)
+        rows.append(f"| {name} | {per_round} | {result['median_output_tok_s'][name]:.1f} | {ready} | {loads} |")
     return (
         f"## Launcher overhead (random {bench.INPUT_LEN}/{bench.OUTPUT_LEN}, concurrency {result['concurrency']}, "
         f"{result['num_prompts']} requests, {result['rounds']} alternating rounds)\n\n"
-        "| launcher | output tok/s per round | median tok/s | time to ready per round (s) |\n|---|---|---:|---|\n"
+        "| launcher | output tok/s per round | median tok/s | time to ready per round (s) | load (1 min) per round |\n"
+        "|---|---|---:|---|---|\n"
         + "\n".join(rows)
         + f"\n\nthroughput ratio llama-ascend / raw, median of the rounds' ratios "
         f"({', '.join(format(r, '.3f') for r in result['round_ratios'])}) = **{result['throughput_ratio']:.3f}** "
@@ -63,11 +68,16 @@ def overhead_section(result: dict[str, Any]) -> str:
 
 
 def cold_warm_section(result: dict[str, Any]) -> str:
+    loads = result.get("load_1m") or {}
+
+    def load(phase: str) -> str:
+        return format(loads[phase], ".1f") if phase in loads else "-"
+
     return (
         "## Cold vs warm start (torch.compile on, compile cache in server.cache_dir)\n\n"
-        "| start | time to ready (s) |\n|---|---:|\n"
-        f"| cold (empty cache) | {result['cold_ready_s']:.1f} |\n"
-        f"| warm (the cache the cold start left) | {result['warm_ready_s']:.1f} |\n\n"
+        "| start | time to ready (s) | load (1 min) |\n|---|---:|---:|\n"
+        f"| cold (empty cache) | {result['cold_ready_s']:.1f} | {load('cold')} |\n"
+        f"| warm (the cache the cold start left) | {result['warm_ready_s']:.1f} | {load('warm')} |\n\n"
         f"warm / cold = **{result['warm_over_cold']:.2f}** (target <= 0.5); "
         f"cache {result['cache_bytes'] / 2**20:.1f} MiB. The warm, compiled server under the overhead load (random "
         f"{bench.INPUT_LEN}/{bench.OUTPUT_LEN}, concurrency {result['concurrency']}, {result['num_prompts']} requests): "

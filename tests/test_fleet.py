@@ -223,3 +223,45 @@ def test_sigterm_to_the_router_lets_in_flight_requests_finish(fleet: Fleet) -> N
     fleet.extra_routers.remove(router)
     assert events[-1][1] == "[DONE]"
     assert sum(ts > sent for ts, _ in events) > 32  # most of the tokens came after SIGTERM
+
+
+def test_make_fleet_stops_everything_on_sigterm_after_the_requests_in_flight(tmp_path) -> None:
+    """`python -m llama_ascend_dev.fleet` (what `make fleet` runs): one endpoint; SIGTERM (as Ctrl-C) stops the router
+    and the replicas, and a request in flight still completes."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    log = tmp_path / "fleet.log"
+    argv = [sys.executable, "-m", "llama_ascend_dev.fleet", "--config", str(DEV_CONFIG), "--replicas", "1",
+            "--port", str(port), "--log-dir", str(tmp_path / "logs")]  # fmt: skip
+    with log.open("wb") as out:
+        fleet = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        until(lambda: "one endpoint" in log.read_text() or fleet.poll() is not None, "the fleet is up", HANG_GUARD * 4)
+        assert fleet.poll() is None, log.read_text()
+        events: list[tuple[float, str]] = []
+        first = threading.Event()
+        body = {"model": MODEL, "prompt": "Count:", "max_tokens": 48, "stream": True, "ignore_eos": True}
+
+        def stream() -> None:
+            with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=300) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        events.append((time.monotonic(), line[5:].strip()))
+                        first.set()
+
+        client = threading.Thread(target=stream)
+        client.start()
+        assert first.wait(HANG_GUARD)
+        sent = time.monotonic()
+        fleet.send_signal(signal.SIGTERM)
+        client.join(HANG_GUARD)
+        assert fleet.wait(HANG_GUARD) == 0, log.read_text()
+    finally:
+        if fleet.poll() is None:
+            os.killpg(fleet.pid, signal.SIGKILL)
+    assert events[-1][1] == "[DONE]" and sum(ts > sent for ts, _ in events) > 24
+    assert "stopping the router, then the replicas" in log.read_text()
+    with pytest.raises(httpx.ConnectError):  # nothing is left listening
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)

@@ -74,6 +74,7 @@ def overhead(
                     "output_tok_s": run.output_throughput,
                     "ttft_p50_ms": run.ttft_p50_ms,
                     "tpot_p50_ms": run.tpot_p50_ms,
+                    "load_1m": os.getloadavg()[0],
                 }
             )
     return {
@@ -120,11 +121,12 @@ def cold_warm(
         raise ConfigError(f"{cache}: the cold start needs an empty compile cache dir")
     sets = [*sets, f"server.cache_dir={cache}"]
     _, server = raw_and_ours(config_path, sets, server_process.free_port(), log_dir / "cold-warm-servers.log")
-    times = {}
+    times, loads = {}, {}
     for phase in ("cold", "warm"):
         progress(f"time to ready: {phase} compile cache")
         try:
             times[phase] = server.start()
+            loads[phase] = os.getloadavg()[0]
             model = resolve_model(server.url, None, None)
             builtin_run(server.url, model, None, "random", 1, 1, 16, 8)  # the server answers, not only lists
             if phase == "warm":
@@ -138,6 +140,7 @@ def cold_warm(
         "cold_ready_s": times["cold"],
         "warm_ready_s": times["warm"],
         "warm_over_cold": times["warm"] / times["cold"],
+        "load_1m": loads,
         "target_warm_over_cold": 0.5,
         "concurrency": concurrency,
         "num_prompts": num_prompts,

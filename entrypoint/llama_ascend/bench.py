@@ -169,6 +169,7 @@ class Run:
     tpot_p50_ms: float
     tpot_p99_ms: float
     client: str
+    load_1m: float | None = None  # the machine's 1-minute load average at the end of the run (None: not measured)
 
 
 # ------------------------------------------------------------------------------------------------ async client
@@ -274,6 +275,7 @@ async def _async_run(
         percentile(tpot, 50),
         percentile(tpot, 99),
         BUILTIN_CLIENT,
+        os.getloadavg()[0],
     )
 
 
@@ -366,7 +368,7 @@ def _vllm_argv(
     return argv
 
 
-def _run_from_vllm(data: dict[str, Any], dataset: str, concurrency: int) -> Run:
+def _run_from_vllm(data: dict[str, Any], dataset: str, concurrency: int, load_1m: float | None) -> Run:
     return Run(
         dataset=dataset,
         concurrency=concurrency,
@@ -382,6 +384,7 @@ def _run_from_vllm(data: dict[str, Any], dataset: str, concurrency: int) -> Run:
         tpot_p50_ms=float(data["p50_tpot_ms"]),
         tpot_p99_ms=float(data["p99_tpot_ms"]),
         client=VLLM_CLIENT,
+        load_1m=load_1m,
     )
 
 
@@ -434,7 +437,9 @@ def vllm_runs(
             check=False,
         )
         runs = []
-        for dataset, c, _ in plan:
+        loads_file = work / "plan.load.json"
+        loads = json.loads(loads_file.read_text()) if loads_file.is_file() else [None] * len(plan)
+        for (dataset, c, _), load in zip(plan, loads, strict=True):
             result = work / f"{dataset}-c{c}.json"
             if not result.is_file():
                 tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
@@ -442,7 +447,7 @@ def vllm_runs(
                     f"vLLM's benchmark produced no result for {dataset} at concurrency {c} "
                     f"(exit {done.returncode}):\n{tail}"
                 )
-            runs.append(_run_from_vllm(json.loads(result.read_text()), dataset, c))
+            runs.append(_run_from_vllm(json.loads(result.read_text()), dataset, c, load))
         return runs
 
 
@@ -467,10 +472,14 @@ def _vllm_batch_main(plan_path: str) -> int:
     from vllm.benchmarks.serve import main as serve_benchmark
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    for argv in json.loads(Path(plan_path).read_text()):
+    plan = json.loads(Path(plan_path).read_text())
+    loads = []
+    for argv in plan:
         parser = FlexibleArgumentParser()
         add_cli_args(parser)
         serve_benchmark(parser.parse_args(argv))
+        loads.append(os.getloadavg()[0])
+    Path(plan_path).with_suffix(".load.json").write_text(json.dumps(loads))
     return 0
 
 
@@ -516,14 +525,16 @@ def sweep(
 
 def markdown_table(runs: Sequence[Run]) -> str:
     lines = [
-        "| dataset | concurrency | requests | output tok/s | req/s | TTFT p50 (ms) | TTFT p99 (ms) | TPOT p50 (ms) | TPOT p99 (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | concurrency | requests | output tok/s | req/s | TTFT p50 (ms) | TTFT p99 (ms) | TPOT p50 (ms) | TPOT p99 (ms) "
+        "| load (1 min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         requests = f"{r.completed}/{r.num_prompts}" + (f" ({r.failed} failed)" if r.failed else "")
         lines.append(
             f"| {r.dataset} | {r.concurrency} | {requests} | {r.output_throughput:.1f} | {r.request_throughput:.2f} | "
-            f"{r.ttft_p50_ms:.0f} | {r.ttft_p99_ms:.0f} | {r.tpot_p50_ms:.1f} | {r.tpot_p99_ms:.1f} |"
+            f"{r.ttft_p50_ms:.0f} | {r.ttft_p99_ms:.0f} | {r.tpot_p50_ms:.1f} | {r.tpot_p99_ms:.1f} | "
+            f"{'-' if r.load_1m is None else format(r.load_1m, '.1f')} |"
         )
     return "\n".join(lines)
 
