@@ -413,3 +413,19 @@ def test_the_parser_check_rejects_what_vllm_rejects(ascend_image: str) -> None:
     assert results["ok"][0], results
     assert not results["flag"][0] and "unrecognized arguments: --no-such-flag" in results["flag"][1]
     assert not results["mode"][0] and "NOPE" in results["mode"][1]
+
+
+@image_tier
+def test_nothing_of_the_build_is_left(ascend_image: str) -> None:
+    with image_run.mounted(ascend_image) as root:
+        assert not (root / "src").exists() and not (root / "tmp/wheels").exists()
+        assert not list((root / "tmp").iterdir()), "build leftovers in /tmp"
+        assert not (root / "root/.cache/pip").exists() or not any((root / "root/.cache/pip").iterdir())
+        for conf in ("etc/pip.conf", "root/.config/pip/pip.conf", "home/llama/.config/pip/pip.conf"):
+            assert not (root / conf).exists(), conf
+        assert not list(root.glob("opt/**/*.whl")) and not list(root.glob("opt/**/vllm-*.tar.gz")), "build inputs kept"
+        assert not [p for p in (root / "var/lib/apt/lists").iterdir() if p.is_file() and p.name != "lock"]
+        record = json.loads((root / "opt/llama-ascend/image-build.json").read_text())
+        assert record["cann_standin"] is True
+        site = next(root.glob("opt/llama-ascend/venv/lib/python3.11/site-packages"))
+        assert not list(site.glob("triton-*.dist-info")), "upstream triton's metadata left"
