@@ -97,8 +97,11 @@ bench-fetch: setup
 # image: the ascend target (needs quay.io, PyPI, the PyTorch CPU index). image-cpu: the cpu target with the same
 # layout. image-test: the image tier alone (hadolint, build on a local Debian base, inspect, run, smoke).
 # check-pins: the ascend pins resolve per architecture and the rendered flags exist in vLLM / vLLM-Ascend 0.18.0.
+# image-ascend-standin: the ascend target built with buildah on a stand-in CANN base made here (Debian + Python 3.11 +
+# the CANN image's build tools, no CANN), then docker/image_check.py run inside it: one PASS/FAIL line per check.
 IMAGE_TOOL ?= docker
-.PHONY: image image-cpu image-test check-pins
+ASCEND_STANDIN_TAG ?= localhost/llama-ascend:image-test-ascend-standin
+.PHONY: image image-cpu image-test image-ascend-standin check-pins
 
 image: setup
 	$(VENV)/bin/python scripts/image_build.py --target ascend --tool $(IMAGE_TOOL)
@@ -107,7 +110,11 @@ image-cpu: setup
 	$(VENV)/bin/python scripts/image_build.py --target cpu --tool $(IMAGE_TOOL)
 
 image-test: setup
-	LLAMA_ASCEND_IMAGE_TESTS=1 $(VENV)/bin/python -m pytest tests/test_image.py $(PYTEST_ARGS)
+	LLAMA_ASCEND_IMAGE_TESTS=1 $(VENV)/bin/python -m pytest tests/test_image.py tests/test_image_ascend.py $(PYTEST_ARGS)
+
+image-ascend-standin: setup
+	$(VENV)/bin/python scripts/image_build.py --target ascend --standin --tool buildah --tag $(ASCEND_STANDIN_TAG)
+	$(VENV)/bin/python scripts/image_run.py --check --image $(ASCEND_STANDIN_TAG)
 
 check-pins: setup
 	$(VENV)/bin/python scripts/check_ascend_pins.py

@@ -1,6 +1,7 @@
 """Build the llama-ascend image (docker/Dockerfile) with buildah, podman or docker, from this machine's setup.
 
     python scripts/image_build.py --target cpu --local-base          # CI: buildah on a local debootstrap'd base
+    python scripts/image_build.py --target ascend --standin          # CI: the product target on a stand-in CANN base
     python scripts/image_build.py --target ascend --tool docker --platform linux/arm64
 
 What it adds to a plain `docker build`:
@@ -12,25 +13,38 @@ What it adds to a plain `docker build`:
     2.36) into a wheelhouse under ~/.cache/llama-ascend/wheels, using pip's own configuration (a find-links dir
     with torch 2.13.0+cpu, a mirror), and linked into docker/wheels; the build then installs offline
     (PIP_NO_INDEX=1). pip's HTTP cache is no help behind proxies that mark downloads uncacheable; this is;
+  * ascend target: the vLLM source release (cached, sha256-verified) and any torch/torchvision/torchaudio `+cpu`
+    wheels of the pinned versions pip is configured to find locally, linked into docker/wheels; with buildah, PyPI
+    through a read-through cache on loopback (PypiCache: files kept under ~/.cache/llama-ascend/pypi), so a rebuild
+    downloads nothing it already has;
   * `--local-base`: the cpu target's base made here as `debootstrap --variant=minbase bookworm` + `podman import`,
-    for machines that reach Debian's archive but no container registry.
+    for machines that reach Debian's archive but no container registry. `--standin` (ascend target) builds on the
+    Dockerfile's `cann-standin` stage over that base: Debian + Python 3.11 + the CANN image's build tools, no CANN
+    (CANN_STANDIN=1), and, unless the `+cpu` torch wheels are at hand, PyPI's CUDA torch (STANDIN_CUDA_TORCH=1);
+  * the peak disk use during the build, and the intermediate images of the build this one replaced removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import http.server
 import json
 import os
 import platform as host_platform
 import re
 import shlex
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -41,6 +55,10 @@ LOCAL_BASE = "localhost/llama-ascend-base:bookworm-minbase"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 BUILDAH_FLAGS = ["--isolation", "chroot", "--network", "host"]
+STANDIN_BASE_STAGE = "cann-standin"
+PYPI_SIMPLE = "https://pypi.org/simple/"
+PYPI_FILES = "https://files.pythonhosted.org/"
+LINKED_MANIFEST = ".linked"  # in docker/wheels: the files this script linked there (others are the user's)
 CPU_GLIBC_MINOR = 36  # Debian bookworm
 ARCHES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 
@@ -181,18 +199,238 @@ def prefetch_wheels(requirements: list[str], arch: str, torch_index: str) -> Pat
 
 
 def link_wheels(wheels: Sequence[Path], target: Path = WHEELS_DIR) -> int:
-    """Make docker/wheels hold exactly these wheels (hard links, or copies across file systems)."""
+    """Make docker/wheels hold these files (hard links, or copies across file systems) besides the ones a user put
+    there: what an earlier run linked (listed in docker/wheels/.linked) is replaced."""
     target.mkdir(parents=True, exist_ok=True)
-    for old in target.glob("*.whl"):
-        old.unlink()
-    count = 0
+    manifest = target / LINKED_MANIFEST
+    previous = manifest.read_text().split() if manifest.exists() else []
+    for name in previous:
+        (target / name).unlink(missing_ok=True)
+    linked = []
     for wheel in sorted(wheels):
+        dest = target / wheel.name
+        if dest.exists():
+            continue  # the user's own copy
         try:
-            os.link(wheel, target / wheel.name)
+            os.link(wheel, dest)
         except OSError:
-            shutil.copy2(wheel, target / wheel.name)
-        count += 1
-    return count
+            shutil.copy2(wheel, dest)
+        linked.append(wheel.name)
+    manifest.write_text("".join(f"{name}\n" for name in linked))
+    return len(linked)
+
+
+def _ssl_context() -> ssl.SSLContext:
+    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or None
+    return ssl.create_default_context(cafile=cafile if cafile and Path(cafile).is_file() else None)
+
+
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def cached_download(url: str, sha256: str, directory: Path) -> Path:
+    """A release file by URL, kept in `directory` by name and verified by hash (the cache check_ascend_pins uses)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dest = directory / url.rsplit("/", 1)[-1]
+    if dest.is_file() and sha256_file(dest) == sha256:
+        return dest
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    print(f"downloading {url}", flush=True)
+    try:
+        with urllib.request.urlopen(url, timeout=120, context=_ssl_context()) as response, tmp.open("wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        if sha256_file(tmp) != sha256:
+            raise BuildError(f"{url}: sha256 is {sha256_file(tmp)}, the pin is {sha256}")
+        os.replace(tmp, dest)
+    except (OSError, urllib.error.URLError) as exc:
+        raise BuildError(f"could not download {url}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def torch_cpu_wheels(pins: dict[str, str], arch: str, dirs: Sequence[Path]) -> list[Path]:
+    """The torch, torchvision and torchaudio `+cpu` wheels of the pinned versions for cp311/`arch` in `dirs`; all
+    three or none (one without the others would mix builds)."""
+    found = []
+    for name, pin in (
+        ("torch", "TORCH_VERSION"),
+        ("torchvision", "TORCHVISION_VERSION"),
+        ("torchaudio", "TORCHAUDIO_VERSION"),
+    ):
+        matches = [w for d in dirs for w in sorted(d.glob(f"{name}-{pins[pin]}+cpu-cp311-cp311-*{arch}.whl"))]
+        if not matches:
+            return []
+        found.append(matches[0])
+    return found
+
+
+class PypiCache:
+    """PyPI through a read-through cache on 127.0.0.1 for a build (buildah shares the host's network). Index pages
+    are fetched fresh every time and passed through with their file links pointed here; the files, immutable and
+    each named by its hash in the page, are kept under `directory` and served from there afterwards. pip still
+    verifies every file against the page's sha256."""
+
+    def __init__(self, directory: Path, index: str = PYPI_SIMPLE, files: str = PYPI_FILES) -> None:
+        self.directory, self.index, self.files = directory, index.rstrip("/") + "/", files.rstrip("/") + "/"
+        self.hits = self.misses = self.bytes_cached = self.bytes_fetched = 0
+        self._lock = threading.Lock()
+        self._context = _ssl_context()
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def pip_conf(self) -> str:
+        return f"[global]\nindex-url = {self.url}/simple/\ntrusted-host = 127.0.0.1\n"
+
+    def summary(self) -> str:
+        return (
+            f"PyPI cache {self.directory}: {self.hits} files ({self.bytes_cached / 1e9:.2f} GB) from the cache, "
+            f"{self.misses} ({self.bytes_fetched / 1e9:.2f} GB) downloaded"
+        )
+
+    def __enter__(self) -> PypiCache:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        cache = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                try:
+                    if self.path.startswith("/simple/"):
+                        cache._page(self)
+                    elif self.path.startswith("/files/"):
+                        cache._file(self)
+                    else:
+                        self.send_error(404)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="pypi-cache", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _upstream(self, url: str, handler: http.server.BaseHTTPRequestHandler) -> urllib.request.Request:
+        headers = {"User-Agent": handler.headers.get("User-Agent", "pip")}
+        if handler.headers.get("Accept"):
+            headers["Accept"] = handler.headers["Accept"]
+        return urllib.request.Request(url, headers=headers)
+
+    def _page(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        url = self.index + handler.path.removeprefix("/simple/")
+        try:
+            with urllib.request.urlopen(self._upstream(url, handler), timeout=120, context=self._context) as response:
+                body, status, kind = response.read(), response.status, response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            handler.send_error(exc.code)
+            return
+        body = body.replace(self.files.encode(), f"{self.url}/files/".encode())
+        handler.send_response(status)
+        handler.send_header("Content-Type", kind)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _file(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        relative = handler.path.removeprefix("/files/").split("?", 1)[0].split("#", 1)[0]
+        if not relative or ".." in relative.split("/"):
+            handler.send_error(400)
+            return
+        path = self.directory / relative
+        if path.is_file():
+            size = path.stat().st_size
+            with self._lock:
+                self.hits += 1
+                self.bytes_cached += size
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/octet-stream")
+            handler.send_header("Content-Length", str(size))
+            handler.end_headers()
+            with path.open("rb") as f:
+                shutil.copyfileobj(f, handler.wfile, 1 << 20)
+            return
+        try:
+            response = urllib.request.urlopen(
+                self._upstream(self.files + relative, handler), timeout=120, context=self._context
+            )
+        except urllib.error.HTTPError as exc:
+            handler.send_error(exc.code)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
+        expected = response.headers.get("Content-Length")
+        try:
+            with response, tmp.open("wb") as out:
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/octet-stream")
+                if expected:
+                    handler.send_header("Content-Length", expected)
+                handler.end_headers()
+                # Streamed as it arrives, but the last chunk only once the file is complete and in place: a
+                # client that has the whole body finds it cached.
+                size, held = 0, b""
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    size += len(chunk)
+                    if held:
+                        handler.wfile.write(held)
+                    held = chunk
+                out.close()
+                if expected is None or int(expected) == size:
+                    os.replace(tmp, path)
+                    with self._lock:
+                        self.misses += 1
+                        self.bytes_fetched += size
+                handler.wfile.write(held)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+class DiskSampler:
+    """The file system's free space, sampled every few seconds while a build runs."""
+
+    def __init__(self, path: Path, interval: float = 5.0) -> None:
+        self.path, self.interval = path, interval
+        self.start_free = self.min_free = shutil.disk_usage(path).free
+        self.step, self.min_step = "", ""  # the build step running now, and at the lowest
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="disk-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            free = shutil.disk_usage(self.path).free
+            if free < self.min_free:
+                self.min_free, self.min_step = free, self.step
+
+    def __enter__(self) -> DiskSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.min_free = min(self.min_free, shutil.disk_usage(self.path).free)
+
+    def summary(self) -> str:
+        end = shutil.disk_usage(self.path).free
+        return (
+            f"disk {self.path}: {self.start_free / 1e9:.1f} GB free at the start, {self.min_free / 1e9:.1f} GB at the "
+            f"lowest (peak use +{(self.start_free - self.min_free) / 1e9:.1f} GB, other jobs' included, during "
+            f"{self.min_step[:60] or 'the start'}), {end / 1e9:.1f} GB at the end"
+        )
 
 
 def ensure_local_base(tag: str = LOCAL_BASE, mirror: str = DEBIAN_MIRROR, rebuild: bool = False) -> str:
@@ -256,7 +494,7 @@ def build_command(
 ) -> list[str]:
     cmd = [tool]
     if tool == "buildah":
-        cmd += ["bud", *BUILDAH_FLAGS, "--layers", "--format", "docker"]
+        cmd += ["bud", *BUILDAH_FLAGS, "--layers", "--force-rm", "--format", "docker"]
     else:
         cmd += ["build"]
         if tool == "podman":
@@ -274,6 +512,29 @@ def build_command(
     return cmd
 
 
+def ascend_args(pins: dict[str, str], arch: str, standin: bool, local_base: bool) -> tuple[dict[str, str], list[Path]]:
+    """The ascend target's build args from this machine, and the files to link into docker/wheels: the vLLM source
+    release (so the build does not download it) and, where pip is configured to find them, the `+cpu` torch wheels
+    (then the PyTorch index is not needed)."""
+    args: dict[str, str] = {}
+    sdist = cached_download(pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"], cache_root() / "upstream")
+    torch = torch_cpu_wheels(pins, arch, [*pip_find_links(), WHEELS_DIR]) if arch == "x86_64" else []
+    if torch:
+        print(f"torch `+cpu` wheels at hand: {', '.join(w.name for w in torch)}", flush=True)
+        args["TORCH_INDEX_URL"] = ""
+    if standin:
+        args.update(BASE_IMAGE=STANDIN_BASE_STAGE, CANN_STANDIN="1", TORCH_INDEX_URL="", ASCEND_DEV_WHEELS_URL="")
+        if arch == "x86_64" and not torch:
+            print(
+                "stand-in: no torch `+cpu` wheels here and no PyTorch index: PyPI's CUDA torch (STANDIN_CUDA_TORCH=1)",
+                flush=True,
+            )
+            args["STANDIN_CUDA_TORCH"] = "1"
+        if local_base:
+            args["CPU_BASE_IMAGE"] = ensure_local_base()
+    return args, [sdist, *torch]
+
+
 def build(
     target: str,
     tag: str,
@@ -284,17 +545,23 @@ def build(
     build_args: dict[str, str] | None = None,
     platform: str | None = None,
     no_cache: bool = False,
+    standin: bool = False,
+    pypi_cache: bool | None = None,
 ) -> float:
-    """Build one target; returns the wall time in seconds."""
+    """Build one target; returns the wall time in seconds. `standin`: the ascend target on the `cann-standin` stage
+    (with `local_base`, over the debootstrap'd base). `pypi_cache`: PyPI through PypiCache (default: for the ascend
+    target with buildah, unless `pip_conf` points the build elsewhere)."""
     need(tool, {"buildah": "apt-get install buildah", "podman": "apt-get install podman"}.get(tool, "install Docker"))
+    if standin and target != "ascend":
+        raise BuildError("--standin builds the ascend target on a stand-in CANN base: use it with --target ascend")
     pins = dockerfile_args()
+    arch = ARCHES.get(platform or "", host_platform.machine())
     args = {
         "IMAGE_VERSION": project_version(),
         "IMAGE_REVISION": revision(),
         "IMAGE_SOURCE": project_source(),
     }
     if target == "cpu":
-        arch = ARCHES.get(platform or "", host_platform.machine())
         requirements = cpu_requirements(pins, arch)
         try:
             house = prefetch_wheels(requirements, arch, pins["TORCH_INDEX_URL"])
@@ -309,17 +576,73 @@ def build(
             args.update(PIP_NO_INDEX="1", TORCH_INDEX_URL="")  # the build needs no index (and no network)
         if local_base:
             args["CPU_BASE_IMAGE"] = ensure_local_base()
+    else:
+        ascend, files = ascend_args(pins, arch, standin, local_base)
+        args.update(ascend)
+        print(f"{link_wheels(files)} files linked into docker/wheels", flush=True)
     args.update(build_args or {})
-    with tempfile.TemporaryDirectory(prefix="llama-ascend-build-") as tmp:
-        secrets = _secret_files(host_extra_ca() if extra_ca is None else extra_ca, pip_conf, Path(tmp))
+    if pypi_cache is None:
+        pypi_cache = target == "ascend" and tool == "buildah" and pip_conf is None
+    old_image = image_id(tag) if tool in ("buildah", "podman") else None
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llama-ascend-build-")))
+        cache = stack.enter_context(PypiCache(cache_root() / "pypi")) if pypi_cache else None
+        if cache:
+            pip_conf = tmp / "pip.conf"
+            pip_conf.write_text(cache.pip_conf())
+        secrets = _secret_files(host_extra_ca() if extra_ca is None else extra_ca, pip_conf, tmp)
+        disk = stack.enter_context(DiskSampler(storage_root(tool)))
         started = time.monotonic()
-        steps = _run_timed(build_command(tool, target, tag, args, secrets, platform, no_cache))
+        load = os.getloadavg()
+        try:
+            steps = _run_timed(build_command(tool, target, tag, args, secrets, platform, no_cache), disk)
+        finally:
+            seconds = time.monotonic() - started
+            disk.__exit__()
+            print(disk.summary(), flush=True)
+            if cache:
+                print(cache.summary(), flush=True)
         slowest = sorted(steps, key=lambda s: -s[1])[:4]
         print("slowest steps: " + "; ".join(f"{seconds:.0f} s {step[:70]}" for step, seconds in slowest), flush=True)
-        return time.monotonic() - started
+        print(f"load average at the start {load[0]:.2f}, at the end {os.getloadavg()[0]:.2f}", flush=True)
+    if old_image:
+        removed = remove_replaced(old_image, image_id(tag))
+        if removed:
+            print(f"removed {removed} images of the build this one replaced", flush=True)
+    return seconds
 
 
-def _run_timed(cmd: Sequence[str]) -> list[tuple[str, float]]:
+def storage_root(tool: str) -> Path:
+    """Where the image tool keeps its layers (the file system the build fills)."""
+    if tool in ("buildah", "podman") and shutil.which("podman"):
+        result = subprocess.run(
+            ["podman", "info", "--format", "{{.Store.GraphRoot}}"], capture_output=True, text=True, check=False
+        )
+        if result.returncode == 0 and Path(result.stdout.strip()).is_dir():
+            return Path(result.stdout.strip())
+    return Path("/")
+
+
+def image_id(tag: str) -> str | None:
+    if not shutil.which("podman"):
+        return None
+    result = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.ID}}", tag], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def remove_replaced(old: str | None, new: str | None) -> int:
+    """Remove the image this build replaced under its tag, with the intermediate images only it used: podman's rmi
+    takes an untagged image's parents along as long as no other image or container needs them, so the layers the
+    new build reused, and other builds' caches, stay."""
+    if not old or old == new:
+        return 0
+    result = subprocess.run(["podman", "rmi", old], capture_output=True, text=True, check=False)
+    return result.stdout.count("Deleted:") if result.returncode == 0 else 0
+
+
+def _run_timed(cmd: Sequence[str], disk: DiskSampler | None = None) -> list[tuple[str, float]]:
     """Run a build, passing its output through, and time each `STEP n/m:` it prints."""
     print("+", shlex.join(cmd), flush=True)
     steps: list[tuple[str, float]] = []
@@ -333,6 +656,8 @@ def _run_timed(cmd: Sequence[str]) -> list[tuple[str, float]]:
                 if current:
                     steps.append((current, now - since))
                 current, since = line.strip(), now
+                if disk:
+                    disk.step = current
         proc.wait()
     if current:
         steps.append((current, time.monotonic() - since))
@@ -363,7 +688,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", help="image name (default llama-ascend:VERSION, plus -cpu for the cpu target)")
     parser.add_argument("--tool", choices=["buildah", "podman", "docker"], default="buildah")
     parser.add_argument("--platform", help="e.g. linux/arm64 (needs qemu-user-static binfmt for a foreign arch)")
-    parser.add_argument("--local-base", action="store_true", help="cpu target on a debootstrap'd local base")
+    parser.add_argument(
+        "--local-base", action="store_true", help="on a debootstrap'd local base (cpu; ascend with --standin)"
+    )
+    parser.add_argument(
+        "--standin",
+        action="store_true",
+        help="ascend target on the stand-in CANN base (no CANN; CI), over the local base: implies --local-base",
+    )
+    parser.add_argument("--no-pypi-cache", action="store_true", help="no read-through PyPI cache for the build")
     parser.add_argument(
         "--extra-ca",
         action="append",
@@ -376,19 +709,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     args = parser.parse_args(argv)
-    tag = args.tag or f"llama-ascend:{project_version()}{'-cpu' if args.target == 'cpu' else ''}"
+    suffix = "-cpu" if args.target == "cpu" else "-standin" if args.standin else ""
+    tag = args.tag or f"llama-ascend:{project_version()}{suffix}"
     extra_ca = [] if args.no_extra_ca else args.extra_ca
     try:
         seconds = build(
             args.target,
             tag,
             tool=args.tool,
-            local_base=args.local_base,
+            local_base=args.local_base or args.standin,
             extra_ca=extra_ca,
             pip_conf=args.pip_conf,
             build_args=dict(_key_values(args.build_arg)),
             platform=args.platform,
             no_cache=args.no_cache,
+            standin=args.standin,
+            pypi_cache=False if args.no_pypi_cache else None,
         )
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)

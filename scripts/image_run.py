@@ -7,6 +7,11 @@ real docker CLI against `podman system service`. Used by tests/test_image.py; al
 
 Both serve the cpu image's default config on 127.0.0.1:PORT, run `llama-ascend smoke` against it and stop it
 (`--keep` leaves it running until Ctrl-C).
+
+    python scripts/image_run.py --check --image llama-ascend:0.1.0-standin     # = make image-ascend-standin's checks
+
+runs the image's own docker/image_check.py (/opt/llama-ascend/image_check.py) as the image's user with buildah: one
+line per check, PASS or FAIL; the exit status is the script's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,6 +32,8 @@ from llama_ascend.errors import LlamaAscendError
 from llama_ascend_dev import server_process
 
 BUILDAH_RUN = ["buildah", "run", "--isolation", "chroot", "--network", "host"]
+CHECK_SCRIPT = "/opt/llama-ascend/image_check.py"  # docker/image_check.py, as the ascend target ships it
+CHECK_TIMEOUT = 1800  # a hang guard: the checks import vLLM three times on what may be a loaded 2-core machine
 CONFIG = "/opt/llama-ascend/config/dev-cpu.yaml"
 READY_TIMEOUT = 600  # a cold vLLM import on a loaded 2-core machine
 # podman on a host without systemd or cgroup v2 delegation: runc, cgroupfs, and the ulimits a container may raise.
@@ -80,6 +88,27 @@ def buildah_run(container: str, argv: Sequence[str], volumes: Sequence[str] = ()
     for volume in volumes:
         cmd += ["--volume", volume]
     return _out([*cmd, container, "--", *argv])
+
+
+def image_check(image: str, timeout: float = CHECK_TIMEOUT) -> tuple[int, str]:
+    """The image's check script: its exit status and output (also passed through as it comes)."""
+    with working_container(image) as container:
+        cmd = [*BUILDAH_RUN, container, "--", "python3", CHECK_SCRIPT]
+        lines = []
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            timer = threading.Timer(timeout, proc.kill)
+            timer.start()
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+                    lines.append(line)
+            finally:
+                timer.cancel()
+        if proc.returncode < 0:
+            lines.append(f"image_check.py killed after {timeout:.0f} s (hang guard)\n")
+        return proc.returncode, "".join(lines)
 
 
 @contextlib.contextmanager
@@ -185,11 +214,17 @@ def _smoke(url: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", required=True, help="a cpu-target image, e.g. llama-ascend:0.1.0-cpu")
-    parser.add_argument("--model-dir", type=Path, required=True, help="the converted stand-in (llama-ascend standin)")
+    parser.add_argument("--model-dir", type=Path, help="the converted stand-in (llama-ascend standin)")
+    parser.add_argument("--check", action="store_true", help="run docker/image_check.py in an ascend image")
     parser.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
     parser.add_argument("--docker", action="store_true", help="run through the docker CLI and podman's API")
     parser.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
     args = parser.parse_args(argv)
+    if args.check:
+        code, _ = image_check(args.image)
+        return code
+    if args.model_dir is None:
+        parser.error("--model-dir is required to serve")
     port = args.port or server_process.free_port()
     model_dir = args.model_dir.expanduser().resolve()
     try:
