@@ -39,7 +39,7 @@ docs: setup
 	$(VENV)/bin/python -m llama_ascend.docs README.md
 
 # ruff (lint + format check) and mypy, configured in pyproject.toml; zero findings is the bar.
-LINT_PATHS := entrypoint devtools scripts tests bench
+LINT_PATHS := entrypoint devtools scripts tests bench docker
 lint: setup
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
