@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 from pathlib import Path
@@ -61,9 +62,18 @@ def make_model(directory: Path, shards: dict[str, int] = SHARDS) -> Path:
 
 
 def make_node(
-    root: Path, cards=(0,), management=True, driver=True, version=True, cann=True, mem_available_kb=None
+    root: Path,
+    cards=(0,),
+    management=True,
+    driver=True,
+    version=True,
+    cann=True,
+    mem_available_kb=None,
+    *,
+    driver_version="25.5.1",
 ) -> Path:
-    """A filesystem root with the device nodes, driver and CANN an Ascend container has."""
+    """A filesystem root with the device nodes, driver and CANN an Ascend container has; by default a healthy one
+    (HDK 25.5.1). `driver_version`: version.info's Version line."""
     (root / "dev").mkdir(parents=True, exist_ok=True)
     for card in cards:
         (root / "dev" / f"davinci{card}").touch()
@@ -76,7 +86,7 @@ def make_node(
         (drv / "lib64/driver/libascend_hal.so").touch()
     if version:
         drv.mkdir(parents=True, exist_ok=True)
-        (drv / "version.info").write_text("Version=24.1.rc2\nascendhal_version=7.35.23\n")
+        (drv / "version.info").write_text(f"Version={driver_version}\nascendhal_version=7.35.23\n")
     if cann:
         (root / TOOLKIT.lstrip("/")).mkdir(parents=True)
         (root / "usr/local/Ascend/ascend-toolkit/set_env.sh").write_text("export ASCEND_TOOLKIT_HOME=...\n")
@@ -470,6 +480,55 @@ def test_report_round_trip(tmp_path: Path) -> None:
     data = preflight.load_report(path)
     assert data["ok"] is False
     assert {f["check"] for f in data["findings"] if not f["ok"]} == {"card-busy", "hbm"}
+
+
+# The known field failures: each on its own fixture tree, a finding with its cause and the fix.
+
+
+def test_old_hdk_with_graph_capture_fails_naming_the_upgrade_and_eager(tmp_path: Path) -> None:
+    config = config_for(tmp_path)  # the reference: server.compilation=PIECEWISE
+    root = make_node(tmp_path / "root", driver_version="24.1.rc2")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [driver] = preflight.failures(findings)
+    assert (driver.check, driver.severity) == ("driver", "error")
+    assert driver.message == (
+        "driver (HDK) 24.1.rc2 (/usr/local/Ascend/driver/version.info) is older than 25.5.1, and "
+        "server.compilation=PIECEWISE captures ACL graphs"
+    )
+    assert '"alloc sq cq fail"' in driver.cause and "PR #10555" in driver.cause
+    assert "HDK 25.5.1 or later" in driver.fix and "--set server.enforce_eager=true" in driver.fix
+
+
+@pytest.mark.parametrize("setting", ["server.enforce_eager=true", "server.compilation=NONE"])
+def test_old_hdk_without_graph_capture_passes_saying_the_version(tmp_path: Path, setting: str) -> None:
+    config = load_config(write_config(tmp_path, make_model(tmp_path / "model")), [setting], environ={})
+    root = make_node(tmp_path / "root", driver_version="23.0.6")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    assert preflight.failures(findings) == []
+    [version] = [f for f in by_check(findings, "driver") if "HDK" in f.message]
+    assert version.ok and version.message.startswith("driver (HDK) 23.0.6 (/usr/local/Ascend/driver/version.info)")
+    assert f"{setting} captures no ACL graphs" in version.message
+
+
+def test_hdk_versions_in_the_formats_seen_compare_in_release_order() -> None:
+    from llama_ascend.preflight.driver import hdk_version_key
+
+    released = ["23.0.6", "24.1.rc2", "24.1.RC3", "25.2.3", "25.5.RC1", "25.5.0", "25.5.1", "26.0.0"]
+    keys = [hdk_version_key(version) for version in released]
+    assert None not in keys and all(older < newer for older, newer in itertools.pairwise(keys))
+    assert hdk_version_key("24.1.rc2.1") == hdk_version_key("24.1.rc2")  # a hotfix suffix compares as its release
+    for unreadable in ("unknown", "25.5", "V100R001C19SPC002B224", ""):
+        assert hdk_version_key(unreadable) is None
+
+
+def test_an_unreadable_hdk_version_with_graph_capture_is_a_warning_that_cannot_tell(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", driver_version="V100R001C19")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    assert preflight.failures(findings) == []
+    [version] = [f for f in by_check(findings, "driver") if not f.ok]
+    assert version.severity == "warning"
+    assert "V100R001C19" in version.message and "cannot tell whether it is older than HDK 25.5.1" in version.message
 
 
 # The real entry point.

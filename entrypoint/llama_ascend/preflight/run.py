@@ -54,7 +54,7 @@ def run_checks(
     findings += card_findings
     if devices.present_devices(rooted):  # with no card at all, device-nodes already says so
         findings.append(check_tp(config, cards, rooted))
-    findings += check_driver(rooted)
+    findings += check_driver(rooted, config)
     findings += check_cann(rooted, env)
     try:
         info = npu_smi.read(npu_smi_output)
