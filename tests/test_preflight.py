@@ -71,9 +71,16 @@ def make_node(
     mem_available_kb=None,
     *,
     driver_version="25.5.1",
+    cpus_allowed="0-191",
+    cpu_max=None,
+    shm_size_kib=8 * 1024 * 1024,
 ) -> Path:
     """A filesystem root with the device nodes, driver and CANN an Ascend container has; by default a healthy one
-    (HDK 25.5.1). `driver_version`: version.info's Version line."""
+    (HDK 25.5.1, 192 CPUs, an 8 GiB /dev/shm).
+
+    `driver_version`: version.info's Version line. `cpus_allowed`: Cpus_allowed_list in proc/self/status (None: no
+    file). `cpu_max`: cgroup v2 sys/fs/cgroup/cpu.max (`quota period`). `shm_size_kib`: the size= of the tmpfs at
+    /dev/shm in proc/mounts (None: no mount listed)."""
     (root / "dev").mkdir(parents=True, exist_ok=True)
     for card in cards:
         (root / "dev" / f"davinci{card}").touch()
@@ -90,9 +97,19 @@ def make_node(
     if cann:
         (root / TOOLKIT.lstrip("/")).mkdir(parents=True)
         (root / "usr/local/Ascend/ascend-toolkit/set_env.sh").write_text("export ASCEND_TOOLKIT_HOME=...\n")
+    (root / "proc/self").mkdir(parents=True, exist_ok=True)
     if mem_available_kb is not None:
-        (root / "proc").mkdir(parents=True, exist_ok=True)
         (root / "proc/meminfo").write_text(f"MemTotal:       25000000 kB\nMemAvailable:   {mem_available_kb} kB\n")
+    if cpus_allowed is not None:
+        (root / "proc/self/status").write_text(f"Name:\tpython3\nCpus_allowed_list:\t{cpus_allowed}\n")
+    if cpu_max is not None:
+        (root / "sys/fs/cgroup").mkdir(parents=True, exist_ok=True)
+        (root / "sys/fs/cgroup/cpu.max").write_text(f"{cpu_max}\n")
+    if shm_size_kib is not None:
+        (root / "proc/mounts").write_text(
+            "overlay / overlay rw,relatime,lowerdir=/l,upperdir=/u,workdir=/w 0 0\n"
+            f"shm /dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size={shm_size_kib}k 0 0\n"
+        )
     return root
 
 
@@ -120,10 +137,14 @@ def failed_checks(findings) -> set[str]:
 
 
 def test_healthy_910b_node_passes(tmp_path: Path) -> None:
+    """An ARM host with HDK 25.5.1, 192 CPUs, an 8 GiB /dev/shm and two idle cards: every check passes."""
     config = config_for(tmp_path)
     root = make_node(tmp_path / "root", cards=(0, 1))
-    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
-    assert preflight.failures(findings) == []
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="aarch64"
+    )
+    assert [f.describe() for f in findings if not f.ok] == []
+    assert {"driver", "cpu-binding", "shm"} <= {f.check for f in findings}
     [hbm] = by_check(findings, "hbm")
     # 65536 MB on the label, 3161 MB kept at idle -> torch sees 60.9 GiB; 0.9 of it is vLLM's budget.
     assert "3161 MB kept by the firmware" in hbm.message
@@ -529,6 +550,78 @@ def test_an_unreadable_hdk_version_with_graph_capture_is_a_warning_that_cannot_t
     [version] = [f for f in by_check(findings, "driver") if not f.ok]
     assert version.severity == "warning"
     assert "V100R001C19" in version.message and "cannot tell whether it is older than HDK 25.5.1" in version.message
+
+
+def test_a_cpu_quota_below_5_per_npu_on_arm_is_a_warning(tmp_path: Path) -> None:
+    """A Kubernetes CPU limit of 4 on an ARM host: the binder gets its cores from the cpuset, the quota throttles them."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cpu_max="400000 100000")
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="aarch64"
+    )
+    assert preflight.failures(findings) == []
+    [binding] = by_check(findings, "cpu-binding")
+    assert (binding.ok, binding.severity) == (False, "warning")
+    assert binding.message == (
+        "192 CPUs (Cpus_allowed_list 0-191 in /proc/self/status), 4 by cgroup cpu.max 400000 100000 for "
+        "tensor_parallel_size=1 NPU(s): the quota is fewer than 5 CPUs per NPU (5 needed)"
+    )
+    assert "binds 5 CPUs to each NPU's worker on ARM hosts" in binding.cause and "throttled" in binding.cause
+    assert binding.fix.startswith("give the container at least 5 CPUs")
+
+
+def test_a_cpuset_below_5_per_npu_on_arm_is_a_warning_that_the_binding_fails(tmp_path: Path) -> None:
+    config = config_for(tmp_path, tensor_parallel_size=2)
+    root = make_node(tmp_path / "root", cards=(0, 1), cpus_allowed="0-3,8-11")
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="aarch64"
+    )
+    [binding] = by_check(findings, "cpu-binding")
+    assert (binding.ok, binding.severity) == (False, "warning")
+    assert binding.message.startswith("8 CPUs (Cpus_allowed_list 0-3,8-11 in /proc/self/status) for")
+    assert binding.message.endswith("fewer than 5 per NPU (10 needed)")
+    assert '"Insufficient CPUs for binding"' in binding.cause and "runs unbound" in binding.cause
+    assert "at least 10 CPUs" in binding.fix and "server.tensor_parallel_size" in binding.fix
+
+
+def test_few_cpus_on_x86_need_nothing(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cpus_allowed="0-1", cpu_max="200000 100000")
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="x86_64"
+    )
+    [binding] = by_check(findings, "cpu-binding")
+    assert binding.ok and binding.message.startswith("x86_64 host: vLLM-Ascend binds CPUs to NPUs only on ARM")
+
+
+def test_dockers_default_shm_fails_tensor_parallel(tmp_path: Path) -> None:
+    """TP 2 in a container with Docker's 64 MiB /dev/shm: vLLM's message queues alone need 664 MiB."""
+    config = config_for(tmp_path, tensor_parallel_size=2)
+    root = make_node(tmp_path / "root", cards=(0, 1), shm_size_kib=65536)
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [shm] = preflight.failures(findings)
+    assert (shm.check, shm.severity) == ("shm", "error")
+    # 16 MiB x 10 scheduler broadcast + 2 x 24 MiB x 10 worker outputs + 4 MiB x 6 TP broadcaster + 64 MiB margin
+    assert shm.message == (
+        "/dev/shm is 64 MiB (size=65536k in /proc/mounts); tensor_parallel_size=2 needs ~728 MiB (vLLM's message "
+        "queues: scheduler broadcast 160 MiB + 2 worker outputs of 240 MiB + TP broadcaster 24 MiB; margin 64 MiB)"
+    )
+    assert "64 MiB (Docker" in shm.cause and "emptyDir" in shm.cause
+    assert "docker run --shm-size=1g" in shm.fix and "shm.sizeLimit=1Gi" in shm.fix
+
+
+def test_shm_need_follows_tp_and_the_chunk_size_the_server_gets(tmp_path: Path) -> None:
+    one = config_for(tmp_path)
+    root = make_node(tmp_path / "root", shm_size_kib=65536)
+    [shm] = by_check(preflight.run_checks(one, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV), "shm")
+    assert shm.ok and "TP 1 runs its worker in-process, without message queues; margin 64 MiB" in shm.message
+    eight = config_for(tmp_path, tensor_parallel_size=8)
+    env = {**CANN_ENV, "VLLM_MQ_MAX_CHUNK_BYTES_MB": "64"}
+    root = make_node(tmp_path / "root8", cards=range(8), shm_size_kib=2 * 1024 * 1024)
+    [shm] = by_check(preflight.run_checks(eight, root, NPU_SMI / "910b3-8cards-one-busy.txt", environ=env), "shm")
+    # 640 MiB broadcast + 8 x 240 MiB + 24 MiB + 64 MiB = 2648 MiB: a 2 GiB /dev/shm is short, 3 GiB is the fix
+    assert not shm.ok and "needs ~2.6 GiB" in shm.message and "scheduler broadcast 640 MiB" in shm.message
+    assert "--shm-size=3g" in shm.fix
 
 
 # The real entry point.
