@@ -74,16 +74,21 @@ def make_node(
     cpus_allowed="0-191",
     cpu_max=None,
     shm_size_kib=8 * 1024 * 1024,
+    vnpus=(),
+    soft_partition=False,
 ) -> Path:
     """A filesystem root with the device nodes, driver and CANN an Ascend container has; by default a healthy one
-    (HDK 25.5.1, 192 CPUs, an 8 GiB /dev/shm).
+    (HDK 25.5.1, 192 CPUs, an 8 GiB /dev/shm, whole cards).
 
     `driver_version`: version.info's Version line. `cpus_allowed`: Cpus_allowed_list in proc/self/status (None: no
     file). `cpu_max`: cgroup v2 sys/fs/cgroup/cpu.max (`quota period`). `shm_size_kib`: the size= of the tmpfs at
-    /dev/shm in proc/mounts (None: no mount listed)."""
+    /dev/shm in proc/mounts (None: no mount listed). `vnpus`: /dev/vdavinciN nodes (vNPUs under the host's name).
+    `soft_partition`: vCANN-RT preloaded by etc/ld.so.preload, as on a soft-partitioned NPU."""
     (root / "dev").mkdir(parents=True, exist_ok=True)
     for card in cards:
         (root / "dev" / f"davinci{card}").touch()
+    for vnpu in vnpus:
+        (root / "dev" / f"vdavinci{vnpu}").touch()
     if management:
         for name in ("davinci_manager", "devmm_svm", "hisi_hdc"):
             (root / "dev" / name).touch()
@@ -110,6 +115,11 @@ def make_node(
             "overlay / overlay rw,relatime,lowerdir=/l,upperdir=/u,workdir=/w 0 0\n"
             f"shm /dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size={shm_size_kib}k 0 0\n"
         )
+    if soft_partition:
+        (root / "opt/enpu/vcann-rt/lib").mkdir(parents=True)
+        (root / "opt/enpu/vcann-rt/lib/libvruntime.so").touch()
+        (root / "etc").mkdir(parents=True, exist_ok=True)
+        (root / "etc/ld.so.preload").write_text("/opt/enpu/vcann-rt/lib/libvruntime.so\n")
     return root
 
 
@@ -137,14 +147,14 @@ def failed_checks(findings) -> set[str]:
 
 
 def test_healthy_910b_node_passes(tmp_path: Path) -> None:
-    """An ARM host with HDK 25.5.1, 192 CPUs, an 8 GiB /dev/shm and two idle cards: every check passes."""
+    """An ARM host with HDK 25.5.1, 192 CPUs, an 8 GiB /dev/shm and two idle whole cards: every check passes."""
     config = config_for(tmp_path)
     root = make_node(tmp_path / "root", cards=(0, 1))
     findings = preflight.run_checks(
         config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="aarch64"
     )
     assert [f.describe() for f in findings if not f.ok] == []
-    assert {"driver", "cpu-binding", "shm"} <= {f.check for f in findings}
+    assert {"driver", "cpu-binding", "shm", "vnpu"} <= {f.check for f in findings}
     [hbm] = by_check(findings, "hbm")
     # 65536 MB on the label, 3161 MB kept at idle -> torch sees 60.9 GiB; 0.9 of it is vLLM's budget.
     assert "3161 MB kept by the firmware" in hbm.message
@@ -622,6 +632,60 @@ def test_shm_need_follows_tp_and_the_chunk_size_the_server_gets(tmp_path: Path) 
     # 640 MiB broadcast + 8 x 240 MiB + 24 MiB + 64 MiB = 2648 MiB: a 2 GiB /dev/shm is short, 3 GiB is the fix
     assert not shm.ok and "needs ~2.6 GiB" in shm.message and "scheduler broadcast 640 MiB" in shm.message
     assert "--shm-size=3g" in shm.fix
+
+
+def test_soft_partitioned_npu_with_piecewise_fails(tmp_path: Path) -> None:
+    """vllm-ascend #8585: vCANN-RT soft partitioning (the whole card mounted, libvruntime.so preloaded) with PIECEWISE."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", soft_partition=True)
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [vnpu] = preflight.failures(findings)
+    assert (vnpu.check, vnpu.severity) == ("vnpu", "error")
+    assert vnpu.message == (
+        "soft-partitioned NPU (vCANN-RT: /etc/ld.so.preload loads /opt/enpu/vcann-rt/lib/libvruntime.so) with "
+        "server.compilation=PIECEWISE"
+    )
+    assert "does not support NPU soft partitioning with PIECEWISE (issue #8585" in vnpu.cause
+    assert "2048 streams" in vnpu.cause and "one stream per graph" in vnpu.cause
+    assert "--set server.compilation=FULL_DECODE_ONLY" in vnpu.fix and "--set server.enforce_eager=true" in vnpu.fix
+
+
+def test_soft_partitioned_npu_with_full_decode_only_passes(tmp_path: Path) -> None:
+    config = config_for(tmp_path, compilation="FULL_DECODE_ONLY")
+    root = make_node(tmp_path / "root", soft_partition=True)
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [vnpu] = by_check(findings, "vnpu")
+    assert vnpu.ok and "with server.compilation=FULL_DECODE_ONLY: not PIECEWISE" in vnpu.message
+
+
+def test_a_hardware_vnpu_with_piecewise_is_a_warning(tmp_path: Path) -> None:
+    """vNPU 100 mounted as /dev/davinci100 (the Ascend Docker Runtime with ASCEND_RUNTIME_OPTIONS=VIRTUAL)."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(100,))
+    env = {**CANN_ENV, "ASCEND_VISIBLE_DEVICES": "100"}
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-no-process-table.txt", environ=env, annotations_path=tmp_path / "none"
+    )
+    [vnpu] = by_check(findings, "vnpu")
+    assert (vnpu.ok, vnpu.severity) == (False, "warning")
+    assert vnpu.message.startswith("vNPU(s) 100 (hardware partitions") and "#8585" in vnpu.cause
+    assert "server.compilation=FULL_DECODE_ONLY" in vnpu.fix
+
+
+def test_a_container_with_only_vdavinci_nodes_is_not_reported_as_cardless(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(), vnpus=(100,))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-no-process-table.txt", environ=CANN_ENV)
+    assert "no /dev/davinciN card is visible" not in " ".join(f.message for f in findings)
+    [nodes] = [f for f in by_check(findings, "device-nodes") if not f.ok]
+    assert (nodes.severity, nodes.message) == (
+        "warning",
+        "no /dev/davinciN, but /dev/vdavinci100: vNPU(s) mounted under the host's name",
+    )
+    assert nodes.fix.startswith("mount it as they do: --device /dev/vdavinci100:/dev/davinci100")
+    assert [f.ok for f in by_check(findings, "tensor-parallel")] == [True]
+    [vnpu] = by_check(findings, "vnpu")
+    assert vnpu.severity == "warning" and vnpu.message.startswith("vNPU(s) 100")
 
 
 # The real entry point.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from llama_ascend import devices, npu_smi
 from llama_ascend.config import Config
-from llama_ascend.preflight.cards import check_management_devices, check_tp, select_cards
+from llama_ascend.preflight.cards import check_management_devices, check_tp, check_vnpu, select_cards
 from llama_ascend.preflight.cpu import check_ram
 from llama_ascend.preflight.driver import check_cann, check_driver
 from llama_ascend.preflight.findings import Finding, fail, ok
@@ -56,8 +56,10 @@ def run_checks(
     findings += check_management_devices(rooted)
     cards, card_findings = select_cards(config, rooted, env, annotations_path)
     findings += card_findings
-    if devices.present_devices(rooted):  # with no card at all, device-nodes already says so
+    if devices.present_devices(rooted) or cards:  # with no card at all, device-nodes already says so
         findings.append(check_tp(config, cards, rooted))
+    if cards:
+        findings.append(check_vnpu(config, rooted, cards))
     findings += check_driver(rooted, config)
     findings += check_cann(rooted, env)
     findings.append(check_cpu_binding(config, rooted, machine or platform.machine()))
