@@ -688,6 +688,37 @@ def test_a_container_with_only_vdavinci_nodes_is_not_reported_as_cardless(tmp_pa
     assert vnpu.severity == "warning" and vnpu.message.startswith("vNPU(s) 100")
 
 
+FIELD_FAILURES = {
+    "old-hdk": ({}, {"driver_version": "24.1.rc2"}, NPU_SMI / "910b3-2cards-idle-crlf.txt", "driver", 3),
+    "few-cpus-arm": ({}, {"cpu_max": "400000 100000"}, NPU_SMI / "910b3-2cards-idle-crlf.txt", "cpu-binding", 0),
+    "small-shm": (
+        {"tensor_parallel_size": 2},
+        {"cards": (0, 1), "shm_size_kib": 65536},
+        NPU_SMI / "910b3-2cards-idle-crlf.txt",
+        "shm",
+        3,
+    ),
+    "vnpu-piecewise": ({}, {"soft_partition": True}, NPU_SMI / "910b3-2cards-idle-crlf.txt", "vnpu", 3),
+}
+
+
+@pytest.mark.parametrize("name", FIELD_FAILURES)
+def test_findings_table_of_each_field_failure(tmp_path: Path, name: str) -> None:
+    """`llama-ascend preflight` on each fixture as an ARM host shows (pytest -s) the table an operator gets."""
+    server, node, npu_smi, check, code = FIELD_FAILURES[name]
+    config = write_config(tmp_path, make_model(tmp_path / "model"), cache_dir=str(tmp_path / "cache"), **server)
+    root = make_node(tmp_path / "root", **node)
+    done = cli(
+        *("preflight", "--config", str(config), "--root", str(root), "--npu-smi-output", str(npu_smi)),
+        *("--machine", "aarch64"),
+        env={"ASCEND_TOOLKIT_HOME": TOOLKIT, "COLUMNS": "150"},
+    )
+    print(f"\n--- {name} ---\n{done.stdout}{done.stderr}")
+    assert done.returncode == code, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(f"│ {check} ")]
+    assert any(("FAIL" if code else "warn") in row for row in rows), done.stdout
+
+
 # The real entry point.
 
 

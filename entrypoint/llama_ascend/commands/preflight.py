@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="check /dev, the driver, CANN and /proc under another filesystem root (tests)",
     )
+    parser.add_argument(
+        "--machine",
+        metavar="ARCH",
+        help="check as on a host of this CPU architecture, e.g. aarch64 (tests, with --root; default: this machine's)",
+    )
     options.ANNOTATIONS.add(parser)
     parser.add_argument(
         "--skip",
@@ -50,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         environ=environ,
         annotations_path=args.annotations,
         skip=args.skip,
+        machine=args.machine,
     )
     if args.report:
         try:
