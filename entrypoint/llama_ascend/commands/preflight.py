@@ -8,7 +8,10 @@ from llama_ascend import options
 from llama_ascend.commands._common import add_config_arguments, load_from_args
 from llama_ascend.errors import PreflightFailed, unusable_path
 
-HELP = "check that this node can run the deployment (devices, driver, CANN, HBM/RAM, port, weights); exit 3 on failure"
+HELP = (
+    "check that this node can run the deployment (devices, driver, CANN, CPUs, /dev/shm, HBM/RAM, port, weights); "
+    "exit 3 on failure"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
