@@ -592,6 +592,17 @@ def test_a_cpuset_below_5_per_npu_on_arm_is_a_warning_that_the_binding_fails(tmp
     assert binding.message.endswith("fewer than 5 per NPU (10 needed)")
     assert '"Insufficient CPUs for binding"' in binding.cause and "runs unbound" in binding.cause
     assert "at least 10 CPUs" in binding.fix and "server.tensor_parallel_size" in binding.fix
+    assert binding.fix.endswith("--set server.additional_config.enable_cpu_binding=false")
+    unbound = load_config(
+        write_config(tmp_path, make_model(tmp_path / "model"), tensor_parallel_size=2),
+        ["server.additional_config.enable_cpu_binding=false"],
+        environ={},
+    )
+    [binding] = by_check(
+        preflight.run_checks(unbound, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="arm64"),
+        "cpu-binding",
+    )
+    assert binding.ok and "enable_cpu_binding is off" in binding.message
 
 
 def test_few_cpus_on_x86_need_nothing(tmp_path: Path) -> None:

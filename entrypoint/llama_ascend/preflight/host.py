@@ -73,6 +73,8 @@ def check_cpu_binding(config: Config, root: Path, machine: str) -> Finding:
     server still starts."""
     if not binds_cpus(machine):
         return ok("cpu-binding", f"{machine} host: vLLM-Ascend binds CPUs to NPUs only on ARM, nothing to check")
+    if not config.server.additional_config.get("enable_cpu_binding", True):
+        return ok("cpu-binding", "server.additional_config.enable_cpu_binding is off: vLLM-Ascend binds no CPUs")
     tp = config.server.tensor_parallel_size
     need = MIN_CPUS_PER_NPU * tp
     allowed, allowed_source = allowed_cpus(root)
@@ -93,7 +95,7 @@ def check_cpu_binding(config: Config, root: Path, machine: str) -> Finding:
             f"{counted} for {npus}: fewer than {MIN_CPUS_PER_NPU} per NPU ({need} needed)",
             cause=f'{reserved}; with fewer the binding fails ("Insufficient CPUs for binding"), the worker logs "Bind '
             'cpus failed ... Skip binding cpu." and runs unbound, with cross-NUMA traffic and less steady latency',
-            fix=fix,
+            fix=f"{fix}; to run unbound without the attempt: --set server.additional_config.enable_cpu_binding=false",
             severity="warning",
         )
     if quota and quota[0] < need:
