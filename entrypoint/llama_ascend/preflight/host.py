@@ -13,7 +13,7 @@ from llama_ascend.config import Config
 from llama_ascend.preflight.findings import Finding, fail, ok
 from llama_ascend.preflight.sizing import GiB, MiB, gib
 
-# vLLM-Ascend 0.18.0 pins each NPU worker's threads to CPUs of the NPU's NUMA node (vllm_ascend/cpu_binding.py, on by
+# vLLM-Ascend 0.18.0 pins each NPU worker's threads to a set of CPUs of its own (vllm_ascend/cpu_binding.py, on by
 # default: `enable_cpu_binding` in vllm_ascend/ascend_config.py): `MIN_CPUS_PER_NPU = 5  # 2(IRQ) + 1(main, at least
 # 1 CPU) + 1(acl) + 1(release)`. With fewer it raises "Insufficient CPUs for binding ...", which the worker logs as
 # "Bind cpus failed in rank<N> ... Skip binding cpu." (vllm_ascend/worker/worker.py) and runs unbound.
@@ -59,7 +59,7 @@ def cpu_quota(root: Path) -> tuple[float, str] | None:
         if quota == "max":
             return None
         return int(quota) / int(period), f"cgroup cpu.max {raw}"
-    except (OSError, ValueError):
+    except (OSError, ValueError, ZeroDivisionError):
         return None
 
 
