@@ -783,3 +783,20 @@ def test_cli_table_and_summary(tmp_path: Path) -> None:
     assert "VLLMEngineCor" in done.stdout and "FAIL" in done.stdout
     assert done.stderr.strip().splitlines()[-1].startswith("error: preflight: 2 check(s) failed (card-busy, hbm)")
     assert preflight.load_report(report)["ok"] is False
+
+
+def test_a_variable_vllm_ascend_refuses_from_the_containers_environment_fails_preflight(tmp_path: Path) -> None:
+    """The config check sees only `env:`; preflight sees what the container brings too."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0, 1))
+    smi = NPU_SMI / "910b3-2cards-idle-crlf.txt"
+    [clean] = by_check(preflight.run_checks(config, root, smi, environ=CANN_ENV), "environment")
+    assert clean.ok
+    findings = preflight.run_checks(config, root, smi, environ={**CANN_ENV, "ASCEND_LAUNCH_BLOCKING": "1"})
+    [blocking] = preflight.failures(by_check(findings, "environment"))
+    assert blocking.message.startswith("ASCEND_LAUNCH_BLOCKING=1 with ACL graphs (server.compilation PIECEWISE)")
+    assert "container's or the shell's environment" in blocking.cause
+    eager = config_for(tmp_path, enforce_eager=True)
+    assert by_check(
+        preflight.run_checks(eager, root, smi, environ={**CANN_ENV, "ASCEND_LAUNCH_BLOCKING": "1"}), "environment"
+    )[0].ok

@@ -34,7 +34,18 @@ class Conflict:
 
 
 def captures_graphs(config: Config) -> bool:
-    return config.backend == "ascend" and not config.server.enforce_eager and config.server.compilation != "NONE"
+    """True when vLLM-Ascend will capture ACL graphs: the ascend backend, not `server.enforce_eager` (which leaves
+    out `--compilation-config`), and a `server.compilation` other than NONE."""
+    server = config.server
+    return config.backend == "ascend" and not server.enforce_eager and server.compilation != "NONE"
+
+
+def graph_setting(config: Config) -> str:
+    """The key that decides graph capture, as the user would write it: `server.enforce_eager=true` when set (it wins
+    over server.compilation), else `server.compilation=<mode>`."""
+    if config.server.enforce_eager:
+        return "server.enforce_eager=true"
+    return f"server.compilation={config.server.compilation}"
 
 
 def conflicts(config: Config, environ: Mapping[str, str]) -> Iterator[Conflict]:

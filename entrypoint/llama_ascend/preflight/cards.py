@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from llama_ascend import devices
+from llama_ascend.combinations import captures_graphs, graph_setting
 from llama_ascend.config import Config
-from llama_ascend.preflight.capture import captures_graphs, graph_setting
 from llama_ascend.preflight.findings import Finding, fail, ok
 
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from llama_ascend import ascend_env
+from llama_ascend.combinations import captures_graphs, graph_setting
 from llama_ascend.config import Config
-from llama_ascend.preflight.capture import captures_graphs, graph_setting
 from llama_ascend.preflight.findings import Finding, fail, ok
 
 DRIVER_DIR = "usr/local/Ascend/driver"

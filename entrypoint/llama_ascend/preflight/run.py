@@ -12,6 +12,7 @@ from llama_ascend.config import Config
 from llama_ascend.preflight.cards import check_management_devices, check_tp, check_vnpu, select_cards
 from llama_ascend.preflight.cpu import check_ram
 from llama_ascend.preflight.driver import check_cann, check_driver
+from llama_ascend.preflight.environment import check_environment
 from llama_ascend.preflight.findings import Finding, fail, ok
 from llama_ascend.preflight.hbm import check_cards
 from llama_ascend.preflight.host import check_cpu_binding, check_shm
@@ -62,6 +63,7 @@ def run_checks(
         findings.append(check_vnpu(config, rooted, cards))
     findings += check_driver(rooted, config)
     findings += check_cann(rooted, env)
+    findings += check_environment(config, env)
     findings.append(check_cpu_binding(config, rooted, machine or platform.machine()))
     findings.append(check_shm(config, rooted, env))
     try:
