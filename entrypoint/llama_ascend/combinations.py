@@ -17,6 +17,21 @@ if TYPE_CHECKING:
 # vllm_ascend/envs.py reads both as `bool(int(os.getenv(name, "0")))`; the second is the old spelling it still honours.
 FLASHCOMM_VARIABLES = ("VLLM_ASCEND_ENABLE_FLASHCOMM1", "VLLM_ASCEND_ENABLE_FLASHCOMM")
 LAUNCH_BLOCKING = "ASCEND_LAUNCH_BLOCKING"
+FLASHCOMM_TP1_ERROR = "Flash Comm v1 is only supported when tp_size > 1"
+LAUNCH_BLOCKING_ERROR = "ACL graph is incompatible with ASCEND_LAUNCH_BLOCKING=1"
+# What the rules above rest on, as it reads in vLLM-Ascend 0.18.0's source release: `make check-pins` finds each text
+# in its file (and none of REMOVED_ADDITIONAL_CONFIG anywhere in the package), so a rule cannot outlive its reason.
+UPSTREAM_TEXTS = {
+    "vllm_ascend/platform.py": (
+        FLASHCOMM_TP1_ERROR,
+        LAUNCH_BLOCKING_ERROR,
+        'get("ASCEND_LAUNCH_BLOCKING", "0") == "1"',
+    ),
+    "vllm_ascend/envs.py": (
+        '"VLLM_ASCEND_ENABLE_FLASHCOMM1": lambda: bool(int(os.getenv("VLLM_ASCEND_ENABLE_FLASHCOMM1"',
+    ),
+    "vllm_ascend/utils.py": ('os.getenv("VLLM_ASCEND_ENABLE_FLASHCOMM", "0")',),
+}
 # additional_config keys that vLLM-Ascend v0.12.0rc1 removed (docs/source/user_guide/release_notes.md: "Ascend
 # scheduler is removed", "Torchair graph mode is removed"); 0.18.0 reads them nowhere, so they change nothing.
 REMOVED_ADDITIONAL_CONFIG = {
@@ -66,15 +81,14 @@ def conflicts(config: Config, environ: Mapping[str, str]) -> Iterator[Conflict]:
             yield Conflict(
                 f"env.{name}",
                 f"{name}={value} with server.tensor_parallel_size 1: vLLM-Ascend 0.18.0 stops at start-up "
-                '("Flash Comm v1 is only supported when tp_size > 1"); remove it (it splits TP all-reduces, '
-                "so it only helps with tensor_parallel_size >= 2) or raise server.tensor_parallel_size",
+                f'("{FLASHCOMM_TP1_ERROR}"); remove it (it splits TP all-reduces, so it only helps with '
+                "tensor_parallel_size >= 2) or raise server.tensor_parallel_size",
             )
     if environ.get(LAUNCH_BLOCKING, "0") == "1" and captures_graphs(config):
         yield Conflict(
             f"env.{LAUNCH_BLOCKING}",
             f"{LAUNCH_BLOCKING}=1 with ACL graphs (server.compilation {server.compilation}): vLLM-Ascend 0.18.0 "
-            'refuses to start ("ACL graph is incompatible with ASCEND_LAUNCH_BLOCKING=1"); unset it, or debug '
-            "with server.enforce_eager=true",
+            f'refuses to start ("{LAUNCH_BLOCKING_ERROR}"); unset it, or debug with server.enforce_eager=true',
         )
     for key in sorted(set(server.additional_config) & set(REMOVED_ADDITIONAL_CONFIG)):
         yield Conflict(
