@@ -399,10 +399,11 @@ def check_preflight(profile: Path, record: dict[str, Any]) -> tuple[bool, str]:
 
 SERVER_ENV = r"""
 import json, os, sys
-from llama_ascend import ascend_env, serve
+from llama_ascend import ascend_env
 from llama_ascend.config import load_config
+from llama_ascend.launch import environment
 from llama_ascend.render import render
-env = serve.server_environment(render(load_config(sys.argv[1]), python=sys.executable), ascend_env.load(dict(os.environ)))
+env = environment(render(load_config(sys.argv[1]), python=sys.executable), ascend_env.load(dict(os.environ)))
 print(json.dumps(env))
 """
 # What the exec'd server must find in its environment besides jemalloc (vLLM-Ascend's image sets these with ENV).

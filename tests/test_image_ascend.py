@@ -429,3 +429,15 @@ def test_nothing_of_the_build_is_left(ascend_image: str) -> None:
         assert record["cann_standin"] is True
         site = next(root.glob("opt/llama-ascend/venv/lib/python3.11/site-packages"))
         assert not list(site.glob("triton-*.dist-info")), "upstream triton's metadata left"
+
+
+def test_the_server_env_probe_runs_against_this_checkout() -> None:
+    """The in-image server-env check imports the package's API: run its snippet here so a rename fails on every
+    machine, not only where the image tier builds (the image adds jemalloc's LD_PRELOAD, checked there)."""
+    result = image_check._python(image_check.SERVER_ENV, str(ROOT / "config" / "llama-3.1-8b-instruct.yaml"))
+    assert result.returncode == 0, result.stderr
+    env = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {k: env.get(k) for k in ("TASK_QUEUE_ENABLE", "OMP_NUM_THREADS")} == {
+        "TASK_QUEUE_ENABLE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
