@@ -13,22 +13,18 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import image_build  # noqa: E402
-import image_run  # noqa: E402
-from llama_ascend_dev.server_process import free_port  # noqa: E402
+from llama_ascend_dev import ROOT, image_build, image_run
+from llama_ascend_dev.server_process import free_port
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCS = ROOT / "docs" / "image.md"
+STOP_GRACE = 300  # seconds `docker stop` waits after SIGTERM before it kills: a hang guard, never a timing assertion
 TAG = "localhost/llama-ascend:image-test-cpu"
 TOOLS = ("buildah", "podman", "runc", "debootstrap")
 ENABLED = os.environ.get("LLAMA_ASCEND_IMAGE_TESTS") == "1"
@@ -290,9 +286,9 @@ def test_documented_docker_run_through_the_docker_cli(
         ]
         health = subprocess.run(["podman", "healthcheck", "run", name], capture_output=True, text=True, check=False)
         assert health.returncode == 0, health.stdout + health.stderr
-        started = time.monotonic()
-        docker("stop", "--time", "60", name)
-        assert time.monotonic() - started < 60, "the server did not stop on SIGTERM"
+        # SIGTERM, and SIGKILL only after the grace period (a hang guard): exit status 0 or 143 is the server ending
+        # on the SIGTERM, 137 would be the SIGKILL.
+        docker("stop", "--time", str(STOP_GRACE), name)
         final = docker.inspect(name)["State"]
         assert not final["Running"] and final["ExitCode"] in (0, 143), final
         assert "CPU STAND-IN" in docker.logs(name)
