@@ -8,9 +8,9 @@ The ascend target ships this file (docker/Dockerfile). `--build` runs what must 
 Without it, the built image is checked as a whole, as its user: those again, plus the vLLM-Ascend platform plugin,
 `import vllm`, vLLM 0.18.0's own argument parser over the rendered command of every ascend profile in
 /opt/llama-ascend/config, `llama-ascend render` and `preflight`, the user, jemalloc in the server's environment and
-`import torch_npu`. `scripts/image_run.py --check` (`make image-ascend-standin`) runs it with buildah; on an Ascend
-host, `docker run --rm --entrypoint python3 IMAGE /opt/llama-ascend/image_check.py`. Standard library only, except
-where a check is about the venv's packages.
+`import torch_npu`. `python -m llama_ascend_dev.image_run --check` (`make image-ascend-standin`) runs it with
+buildah; on an Ascend host, `docker run --rm --entrypoint python3 IMAGE /opt/llama-ascend/image_check.py`. Standard
+library only, except where a check is about the venv's packages.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""scripts/check_ascend_pins.py without the network: its static reading of vLLM / vLLM-Ascend source releases and its
+"""llama_ascend_dev.ascend_pins without the network: its static reading of vLLM / vLLM-Ascend source releases and its
 argv, requirement and conflict checks, on small source releases laid out like the real ones (same files, the same
 code patterns the parser relies on). `make check-pins` runs it against the real releases on PyPI."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import sys
 import tarfile
 import textwrap
 from pathlib import Path
@@ -16,11 +15,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import check_ascend_pins as pins  # noqa: E402
-from image_build import dockerfile_args  # noqa: E402
+from llama_ascend_dev import ascend_pins as pins
+from llama_ascend_dev.image_build import dockerfile_args
 
 VLLM_FILES = {
     "setup.py": """

@@ -13,20 +13,17 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import image_build  # noqa: E402
-import image_run  # noqa: E402
+from llama_ascend_dev import ROOT, image_build, image_run
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
+# The image's python with its check script importable (the image ships it as /opt/llama-ascend/image_check.py).
+IMAGE_CHECK_PYTHON = ["env", f"PYTHONPATH={Path(image_run.CHECK_SCRIPT).parent}", "python3"]
 HELPERS = ROOT / "docker" / "ascend-build.sh"
 TAG = "localhost/llama-ascend:image-test-ascend-standin"
 TOOLS = ("buildah", "podman", "runc", "debootstrap")
@@ -367,13 +364,13 @@ def test_every_check_passes_inside_the_image(ascend_image: str) -> None:
 def test_the_no_cuda_check_fails_a_build_that_is_not_a_stand_in(ascend_image: str) -> None:
     """The same check, told this is not a STANDIN_CUDA_TORCH=1 build, fails on the stand-in's nvidia-* packages."""
     script = (
-        "import json, sys; sys.path.insert(0, '/opt/llama-ascend'); import image_check as c; "
+        "import json; import image_check as c; "
         "r = json.load(open('/opt/llama-ascend/image-build.json')); "
         "print(json.dumps([r['standin_cuda_torch'], c.check_no_cuda({**r, 'standin_cuda_torch': False}), "
         "c.check_torch_build({**r, 'standin_cuda_torch': False})]))"
     )
     with image_run.working_container(ascend_image) as container:
-        out = image_run.buildah_run(container, ["python3", "-c", script])
+        out = image_run.buildah_run(container, [*IMAGE_CHECK_PYTHON, "-c", script])
     standin_cuda, (no_cuda_ok, no_cuda), (torch_ok, torch) = json.loads(out.strip().splitlines()[-1])
     if standin_cuda:
         assert not no_cuda_ok and "nvidia-" in no_cuda
@@ -401,14 +398,14 @@ def test_image_config(ascend_image: str) -> None:
 def test_the_parser_check_rejects_what_vllm_rejects(ascend_image: str) -> None:
     """The vllm-parser check is vLLM's own parser: an unknown flag and an unknown cudagraph mode fail it."""
     script = (
-        "import json, sys; sys.path.insert(0, '/opt/llama-ascend'); import image_check as c; "
+        "import json; import image_check as c; "
         "print(json.dumps(c.vllm_parse({"
         "'flag': ['python3', '-m', 'x', '--model', '/m', '--no-such-flag'], "
         "'mode': ['python3', '-m', 'x', '--compilation-config', '{\"cudagraph_mode\": \"NOPE\"}'], "
         "'ok': ['python3', '-m', 'x', '--model', '/m', '--tensor-parallel-size', '2']})))"
     )
     with image_run.working_container(ascend_image) as container:
-        out = image_run.buildah_run(container, ["python3", "-c", script])
+        out = image_run.buildah_run(container, [*IMAGE_CHECK_PYTHON, "-c", script])
     results = json.loads(out.strip().splitlines()[-1])
     assert results["ok"][0], results
     assert not results["flag"][0] and "unrecognized arguments: --no-such-flag" in results["flag"][1]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
-import hashlib
 import json
 import os
 import re
@@ -49,8 +48,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from image_build import ROOT, dockerfile_args
+from llama_ascend_dev import ROOT
+from llama_ascend_dev.downloads import DownloadError, cached_download, http_client
+from llama_ascend_dev.image_build import dockerfile_args
 
 ARCHES = ("x86_64", "aarch64")
 PYTHON = "3.11"
@@ -58,13 +58,6 @@ GLIBC = (2, 35)  # Ubuntu 22.04, the CANN 8.5.1 base
 PYPI_SIMPLE = "https://pypi.org/simple"
 REFERENCE_CONFIG = ROOT / "config" / "llama-3.1-8b-instruct.yaml"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("LLAMA_ASCEND_CACHE") or Path.home() / ".cache" / "llama-ascend"
-    path = Path(root).expanduser() / "upstream"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass
@@ -93,11 +86,6 @@ def _index_url() -> str:
     return (os.environ.get("PIP_INDEX_URL") or PYPI_SIMPLE).rstrip("/")
 
 
-def _client() -> httpx.Client:
-    verify: str | bool = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or True
-    return httpx.Client(timeout=120, follow_redirects=True, verify=verify)
-
-
 def project_files(client: httpx.Client, name: str) -> list[dict]:
     """The files of a project on the index (PEP 691 JSON): filename, url, hashes."""
     response = client.get(
@@ -108,30 +96,6 @@ def project_files(client: httpx.Client, name: str) -> list[dict]:
     for item in files:
         item["url"] = str(httpx.URL(str(response.url)).join(item["url"]))
     return files
-
-
-def download(client: httpx.Client, url: str, sha256: str) -> Path:
-    """A release file, cached by name and verified by hash."""
-    dest = cache_dir() / url.rsplit("/", 1)[-1].split("#")[0]
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    with client.stream("GET", url) as response:
-        response.raise_for_status()
-        with tmp.open("wb") as out:
-            for chunk in response.iter_bytes(1 << 20):
-                out.write(chunk)
-    actual = sha256_file(tmp)
-    if actual != sha256:
-        tmp.unlink()
-        raise ValueError(f"{url}: sha256 {actual}, expected {sha256}")
-    tmp.replace(dest)
-    return dest
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Sdist:
@@ -333,7 +297,7 @@ def resolve_with_source_builds(
             sdist = release_file(project_files(client, name), f"{name.replace('-', '_')}-{version}.tar.gz")
             if sdist is None:
                 raise
-            path = download(client, sdist["url"], sdist["hashes"]["sha256"])
+            path = cached_download(client, sdist["url"], sdist["hashes"]["sha256"])
             report.note(f"{arch}: {name}=={version} has no cp311 wheel; pip builds it from its source release")
             requirements.remove(req)
             requirements += applicable(sdist_requires(path), arch)
@@ -391,7 +355,9 @@ def _without_local_torch(
         if wheel is None:
             out.append(req)  # the resolve reports it missing
             continue
-        torch_reqs = [Requirement(r) for r in wheel_requires(download(client, wheel["url"], wheel["hashes"]["sha256"]))]
+        torch_reqs = [
+            Requirement(r) for r in wheel_requires(cached_download(client, wheel["url"], wheel["hashes"]["sha256"]))
+        ]
         local = [r for r in torch_reqs if r.name == "torch" and "+" in str(r.specifier)]
         if not local:
             out.append(req)
@@ -439,10 +405,10 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
     for arch in ARCHES:
         wheel = cp311_wheel(files, "vllm-ascend", version, arch)
         if wheel:
-            requires = wheel_requires(download(client, wheel["url"], wheel["hashes"]["sha256"]))
+            requires = wheel_requires(cached_download(client, wheel["url"], wheel["hashes"]["sha256"]))
             report.ok(f"{arch}: vllm-ascend {version} wheel {wheel['filename']}")
         elif source:
-            requires = sdist_requires(download(client, source["url"], source["hashes"]["sha256"]))
+            requires = sdist_requires(cached_download(client, source["url"], source["hashes"]["sha256"]))
             report.note(f"{arch}: no vllm-ascend {version} cp311 wheel; the image builds it from the source release")
         else:
             report.fail(f"{arch}: vllm-ascend {version} has neither a cp311 wheel nor a source release")
@@ -940,16 +906,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pins = dockerfile_args()
     report = Report()
-    with _client() as client:
+    with http_client() as client:
         print("releases", flush=True)
         url, sha = pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"]
         expected = f"vllm-{pins['VLLM_VERSION']}.tar.gz"
         if not url.endswith("/" + expected):
             report.fail(f"VLLM_SDIST_URL names {url.rsplit('/', 1)[-1]}, VLLM_VERSION wants {expected}")
         try:
-            vllm_sdist = Sdist(download(client, url, sha))
+            vllm_sdist = Sdist(cached_download(client, url, sha))
             report.ok(f"vLLM {pins['VLLM_VERSION']} source release: {expected}, sha256 {sha[:12]}…")
-        except (httpx.HTTPError, ValueError) as exc:
+        except DownloadError as exc:
             report.fail(f"vLLM source release (VLLM_SDIST_URL / VLLM_SDIST_SHA256): {exc}")
             return _finish(report)
         ascend_files = project_files(client, "vllm-ascend")
@@ -957,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
         if ascend_source is None:
             report.fail(f"vllm-ascend {pins['VLLM_ASCEND_VERSION']}: no source release on the index")
             return _finish(report)
-        ascend_sdist = Sdist(download(client, ascend_source["url"], ascend_source["hashes"]["sha256"]))
+        ascend_sdist = Sdist(cached_download(client, ascend_source["url"], ascend_source["hashes"]["sha256"]))
         if not args.skip_resolve:
             print("resolution (cp311, binary wheels, per architecture)", flush=True)
             check_resolution(client, pins, vllm_sdist, report)

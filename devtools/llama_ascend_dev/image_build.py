@@ -1,8 +1,8 @@
 """Build the llama-ascend image (docker/Dockerfile) with buildah, podman or docker, from this machine's setup.
 
-    python scripts/image_build.py --target cpu --local-base          # CI: buildah on a local debootstrap'd base
-    python scripts/image_build.py --target ascend --standin          # CI: the product target on a stand-in CANN base
-    python scripts/image_build.py --target ascend --tool docker --platform linux/arm64
+    python -m llama_ascend_dev.image_build --target cpu --local-base   # CI: buildah on a local debootstrap'd base
+    python -m llama_ascend_dev.image_build --target ascend --standin   # CI: the product target on a stand-in CANN base
+    python -m llama_ascend_dev.image_build --target ascend --tool docker --platform linux/arm64
 
 What it adds to a plain `docker build`:
   * the pins and image metadata as build args (version from pyproject.toml, revision from git);
@@ -36,7 +36,6 @@ import platform as host_platform
 import re
 import shlex
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,10 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from llama_ascend.paths import cache_root
+from llama_ascend_dev import ROOT
+from llama_ascend_dev.downloads import DownloadError, cached_download, http_client, ssl_context
+
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 WHEELS_DIR = ROOT / "docker" / "wheels"
 LOCAL_BASE = "localhost/llama-ascend-base:bookworm-minbase"
@@ -139,10 +141,6 @@ def pip_find_links(environ: os._Environ[str] | dict[str, str] = os.environ) -> l
     return dirs
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("LLAMA_ASCEND_CACHE") or Path.home() / ".cache" / "llama-ascend").expanduser()
-
-
 def project_dependencies() -> list[str]:
     return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
 
@@ -220,37 +218,6 @@ def link_wheels(wheels: Sequence[Path], target: Path = WHEELS_DIR) -> int:
     return len(linked)
 
 
-def _ssl_context() -> ssl.SSLContext:
-    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or None
-    return ssl.create_default_context(cafile=cafile if cafile and Path(cafile).is_file() else None)
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def cached_download(url: str, sha256: str, directory: Path) -> Path:
-    """A release file by URL, kept in `directory` by name and verified by hash (the cache check_ascend_pins uses)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    dest = directory / url.rsplit("/", 1)[-1]
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    print(f"downloading {url}", flush=True)
-    try:
-        with urllib.request.urlopen(url, timeout=120, context=_ssl_context()) as response, tmp.open("wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
-        if sha256_file(tmp) != sha256:
-            raise BuildError(f"{url}: sha256 is {sha256_file(tmp)}, the pin is {sha256}")
-        os.replace(tmp, dest)
-    except (OSError, urllib.error.URLError) as exc:
-        raise BuildError(f"could not download {url}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
 def torch_cpu_wheels(pins: dict[str, str], arch: str, dirs: Sequence[Path]) -> list[Path]:
     """The torch, torchvision and torchaudio `+cpu` wheels of the pinned versions for cp311/`arch` in `dirs`; all
     three or none (one without the others would mix builds)."""
@@ -277,7 +244,7 @@ class PypiCache:
         self.directory, self.index, self.files = directory, index.rstrip("/") + "/", files.rstrip("/") + "/"
         self.hits = self.misses = self.bytes_cached = self.bytes_fetched = 0
         self._lock = threading.Lock()
-        self._context = _ssl_context()
+        self._context = ssl_context()
         self._server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -517,7 +484,11 @@ def ascend_args(pins: dict[str, str], arch: str, standin: bool, local_base: bool
     release (so the build does not download it) and, where pip is configured to find them, the `+cpu` torch wheels
     (then the PyTorch index is not needed)."""
     args: dict[str, str] = {}
-    sdist = cached_download(pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"], cache_root() / "upstream")
+    try:
+        with http_client() as client:
+            sdist = cached_download(client, pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"])
+    except DownloadError as exc:
+        raise BuildError(str(exc)) from exc
     torch = torch_cpu_wheels(pins, arch, [*pip_find_links(), WHEELS_DIR]) if arch == "x86_64" else []
     if torch:
         print(f"torch `+cpu` wheels at hand: {', '.join(w.name for w in torch)}", flush=True)
