@@ -12,9 +12,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 from packaging.version import Version
 
+from llama_ascend_dev import ROOT
 from llama_ascend_dev import ascend_pins as pins
 from llama_ascend_dev.image_build import dockerfile_args
 
@@ -371,12 +371,64 @@ def test_vllm_requirements_follow_the_empty_target(releases: tuple[pins.Sdist, p
     assert [r.name for r in pins.applicable(['x; platform_machine == "aarch64"'], "x86_64")] == []
 
 
-def test_conflicts_name_the_requirement() -> None:
-    final = {"opencv-python-headless": Version("4.11.0.86"), "numpy": Version("1.26.4")}
-    reqs = [Requirement("opencv-python-headless>=4.13.0"), Requirement("numpy<2"), Requirement("absent>=1")]
-    assert pins.conflicts(final, reqs) == [
-        "opencv-python-headless 4.11.0.86 does not satisfy `opencv-python-headless>=4.13.0`"
+def test_pip_check_names_the_package_that_is_off() -> None:
+    """As `pip check`: an unmet requirement and a missing one (markers evaluated per architecture, extras not)."""
+    image = {
+        "vllm": pins.Installed(Version("0.18.0"), ("opencv-python-headless>=4.13.0", "numpy<2", "x; extra == 'audio'")),
+        "opencv-python-headless": pins.Installed(Version("4.11.0.86")),
+        "numpy": pins.Installed(Version("1.26.4")),
+        "xgrammar": pins.Installed(Version("0.1.32"), ('triton; platform_machine == "x86_64"',)),
+    }
+    unmet = (
+        "opencv-python-headless",
+        "vllm 0.18.0 has requirement opencv-python-headless>=4.13.0, but you have opencv-python-headless 4.11.0.86",
+    )
+    assert pins.pip_check(image, "aarch64") == [unmet]
+    assert pins.pip_check(image, "x86_64") == [
+        unmet,
+        ("triton", 'xgrammar 0.1.32 requires triton; platform_machine == "x86_64", which is not installed'),
     ]
+
+
+def test_the_install_steps_are_the_dockerfiles(releases: tuple[pins.Sdist, pins.Sdist]) -> None:
+    """The resolves ask for what the ascend stage's RUN steps install, with the Dockerfile's own pins and specs."""
+    args = dockerfile_args()
+    instrumentator = f"prometheus-fastapi-instrumentator{args['PROMETHEUS_FASTAPI_INSTRUMENTATOR_SPEC']}"
+    assert pins.vllm_step_requirements(args, releases[0]) == [
+        f"torch=={args['TORCH_VERSION']}",
+        *args["VLLM_BUILD_REQUIRES"].split(),
+        *pins.vllm_requirements(releases[0]),
+        f"transformers{args['TRANSFORMERS_SPEC']}",
+        instrumentator,
+    ]
+    ascend = pins.ascend_step_requirements(args, ["einops", "triton-ascend==3.2.0", "torch==2.9.0"])
+    assert ascend == [
+        "einops",
+        "torch==2.9.0",
+        f"torch-npu=={args['TORCH_NPU_VERSION']}",
+        f"torch=={args['TORCH_VERSION']}",
+        f"torchvision=={args['TORCHVISION_VERSION']}",
+        f"torchaudio=={args['TORCHAUDIO_VERSION']}",
+        f"numpy{args['NUMPY_SPEC']}",
+        f"transformers{args['TRANSFORMERS_SPEC']}",
+        instrumentator,
+    ]
+    # What the steps do besides: ascend-requires.py leaves triton-ascend for last, ascend-build.sh drops triton.
+    assert f'LAST = "{pins.INSTALLED_LAST}"' in (ROOT / "docker" / "ascend-requires.py").read_text()
+    assert f"pip uninstall -y {pins.UPSTREAM_TRITON}\n" in (ROOT / "docker" / "ascend-build.sh").read_text()
+
+
+def test_the_image_has_the_cpu_torch_builds_on_x86_64() -> None:
+    """PyPI's torch X stands for the image's X+cpu on x86_64, so torch-npu's `torch==X+cpu` holds there."""
+    resolved = {
+        "torch": pins.Installed(Version("2.9.0")),
+        "torchvision": pins.Installed(Version("0.24.0"), ("torch==2.9.0",)),
+        "torch-npu": pins.Installed(Version("2.9.0"), ("torch==2.9.0+cpu",)),
+    }
+    image = pins.with_local_torch(resolved, "x86_64")
+    assert [str(image[n].version) for n in resolved] == ["2.9.0+cpu", "0.24.0+cpu", "2.9.0"]
+    assert pins.pip_check(image, "x86_64") == []
+    assert pins.with_local_torch(resolved, "aarch64") == resolved
 
 
 def test_platform_tags_cover_the_cann_glibc() -> None:

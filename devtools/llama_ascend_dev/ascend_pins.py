@@ -4,11 +4,18 @@ that vLLM 0.18.0 and vLLM-Ascend 0.18.0 accept. So a wrong pin or flag fails her
 1. Releases: the vLLM source release the Dockerfile builds (VLLM_SDIST_URL, verified against VLLM_SDIST_SHA256) and
    vLLM-Ascend's release files on PyPI (wheel per architecture, source release).
 2. Resolution, per architecture (x86_64, aarch64), for CPython 3.11 on the CANN base's glibc, binary wheels only,
-   with `pip install --dry-run --report` - in the Dockerfile's order: vLLM's own requirements (from its source
-   release; the `empty` target installs requirements/common.txt + the `audio` extra), then vLLM-Ascend's requirements
-   with our pins. A pinned dependency published only as a source release (arctic-inference) is checked to exist and
-   its declared requirements join the resolve. Then every requirement of both is checked against the final versions:
-   a conflict fails unless it is named in the Dockerfile's ACCEPTED_CONFLICTS.
+   with `pip install --dry-run --report`, step by step as the Dockerfile's ascend stage installs: the torch step and
+   the vLLM step (torch, vLLM's build requirements, vLLM's own requirements from its source release - the `empty`
+   target installs requirements/common.txt + the `audio` extra - transformers and prometheus-fastapi-instrumentator
+   by their *_SPEC args); the vllm-ascend step (vLLM-Ascend's and torch-npu's requirements without triton-ascend,
+   torch, torchvision and torchaudio, numpy, transformers, prometheus-fastapi-instrumentator); our package's
+   dependencies. Each later step keeps what the earlier ones installed where it satisfies, as pip does. Upstream
+   triton is dropped after each step (drop_upstream_triton), triton-ascend goes in last without its dependencies,
+   and on x86_64 the torch builds are the `+cpu` ones (torch_local). A pinned dependency published only as a source
+   release (arctic-inference) is checked to exist and its declared requirements join the resolve. Then `pip check`
+   is run on the model of the image (every requirement of every installed distribution, vLLM, vLLM-Ascend and
+   triton-ascend included): a finding fails unless the package it is about is named in the Dockerfile's
+   ACCEPTED_CONFLICTS, the list the image's own `pip check` gate (docker/image_check.py) reads too.
 3. Arguments: `llama-ascend render --json` for the reference config and variants that reach every branch of render;
    each flag must be defined by vLLM 0.18.0's OpenAI server parser (read statically, with `ast`, from
    vllm/engine/arg_utils.py and vllm/entrypoints/openai/cli_args.py of the source release), JSON option keys must be
@@ -50,7 +57,7 @@ from packaging.version import Version
 
 from llama_ascend_dev import ROOT
 from llama_ascend_dev.downloads import DownloadError, cached_download, http_client
-from llama_ascend_dev.image_build import dockerfile_args
+from llama_ascend_dev.image_build import dockerfile_args, project_dependencies
 
 ARCHES = ("x86_64", "aarch64")
 PYTHON = "3.11"
@@ -219,12 +226,58 @@ class Unresolvable(Exception):
         self.output = output
 
 
+@dataclass(frozen=True)
+class Installed:
+    """A distribution as `pip check` sees it in the image: its version and its Requires-Dist (markers kept)."""
+
+    version: Version
+    requires: tuple[str, ...] = ()
+
+
+# What the ascend target's RUN steps do besides installing what they resolve (docker/Dockerfile, docker/ascend-build.sh).
+UPSTREAM_TRITON = "triton"  # drop_upstream_triton removes it after every step: triton-ascend owns triton/
+INSTALLED_LAST = "triton-ascend"  # `pip install --no-deps` once upstream triton is gone (ascend-requires.py's LAST)
+TORCH_BUILDS = {"torch": "TORCH_VERSION", "torchvision": "TORCHVISION_VERSION", "torchaudio": "TORCHAUDIO_VERSION"}
+
+
+def vllm_step_requirements(pins: dict[str, str], vllm_sdist: Sdist) -> list[str]:
+    """The torch step and the vLLM step: torch and vLLM's build requirements (the build is --no-build-isolation, they
+    stay in the venv), then vLLM's own requirements with torch, transformers and prometheus-fastapi-instrumentator.
+    One resolve: pip keeps what the torch step installed wherever it satisfies the vLLM step."""
+    return [
+        f"torch=={pins['TORCH_VERSION']}",
+        *pins["VLLM_BUILD_REQUIRES"].split(),
+        *vllm_requirements(vllm_sdist),
+        f"transformers{pins['TRANSFORMERS_SPEC']}",
+        f"prometheus-fastapi-instrumentator{pins['PROMETHEUS_FASTAPI_INSTRUMENTATOR_SPEC']}",
+    ]
+
+
+def ascend_step_requirements(pins: dict[str, str], ascend_requires: Iterable[str]) -> list[str]:
+    """The vllm-ascend step: vLLM-Ascend's and torch-npu's requirements (torch-npu's come with `torch-npu==X`), less
+    triton-ascend, with torch, torchvision and torchaudio, numpy, transformers and prometheus-fastapi-instrumentator."""
+    own = [r for r in ascend_requires if canonicalize_name(Requirement(r).name) != INSTALLED_LAST]
+    return [
+        *own,
+        f"torch-npu=={pins['TORCH_NPU_VERSION']}",
+        *(f"{name}=={pins[pin]}" for name, pin in TORCH_BUILDS.items()),
+        f"numpy{pins['NUMPY_SPEC']}",
+        f"transformers{pins['TRANSFORMERS_SPEC']}",
+        f"prometheus-fastapi-instrumentator{pins['PROMETHEUS_FASTAPI_INSTRUMENTATOR_SPEC']}",
+    ]
+
+
+def torch_local(arch: str) -> str:
+    """The local version of the torch builds the product image takes (ascend-build.sh's torch_local)."""
+    return "+cpu" if arch == "x86_64" else ""
+
+
 def resolve(
     requirements: list[Requirement],
     arch: str,
     constraints: dict[str, Version] | None = None,
     extra_index: str | None = None,
-) -> dict[str, Version]:
+) -> dict[str, Installed]:
     """`pip install --dry-run --report` for cp311 on `arch`, binary wheels only, against PyPI (or $PIP_INDEX_URL).
     `constraints` pin what an earlier install step left (pip keeps installed versions that satisfy)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in ("PIP_CERT", "PIP_INDEX_URL")}
@@ -262,7 +315,12 @@ def resolve(
         if result.returncode != 0:
             raise Unresolvable((result.stdout + result.stderr).strip())
         installed = json.loads(report.read_text())["install"]
-    return {canonicalize_name(i["metadata"]["name"]): Version(i["metadata"]["version"]) for i in installed}
+    return {
+        canonicalize_name(i["metadata"]["name"]): Installed(
+            Version(i["metadata"]["version"]), tuple(i["metadata"].get("requires_dist") or ())
+        )
+        for i in installed
+    }
 
 
 def _missing_pin(output: str) -> str | None:
@@ -277,11 +335,11 @@ def resolve_with_source_builds(
     report: Report,
     constraints: dict[str, Version] | None = None,
     extra_index: str | None = None,
-) -> dict[str, Version]:
+) -> dict[str, Installed]:
     """Resolve; a `name==version` with no wheel but a source release on the index is taken out of the binary
     resolve (pip builds it in the image) and its own declared requirements go in instead."""
     requirements = list(requirements)
-    source_builds: dict[str, Version] = {}
+    source_builds: dict[str, Installed] = {}
     for _ in range(5):
         try:
             resolved = resolve(requirements, arch, constraints, extra_index)
@@ -297,22 +355,23 @@ def resolve_with_source_builds(
             sdist = release_file(project_files(client, name), f"{name.replace('-', '_')}-{version}.tar.gz")
             if sdist is None:
                 raise
-            path = cached_download(client, sdist["url"], sdist["hashes"]["sha256"])
+            requires = sdist_requires(cached_download(client, sdist["url"], sdist["hashes"]["sha256"]))
             report.note(f"{arch}: {name}=={version} has no cp311 wheel; pip builds it from its source release")
             requirements.remove(req)
-            requirements += applicable(sdist_requires(path), arch)
-            source_builds[name] = Version(version)
+            requirements += applicable(requires, arch)
+            source_builds[name] = Installed(Version(version), tuple(requires))
     raise Unresolvable("too many source-only pins")
 
 
 def _resolve_keeping(
     client: httpx.Client,
+    step: str,
     requirements: list[Requirement],
     arch: str,
     report: Report,
     keep: dict[str, Version],
     extra_index: str | None,
-) -> dict[str, Version]:
+) -> dict[str, Installed]:
     """Resolve with `keep` as constraints; a kept version that blocks the resolve is released (pip would move it too),
     one round per conflict pip names."""
     keep = dict(keep)
@@ -327,8 +386,24 @@ def _resolve_keeping(
             if not blocking & set(keep):
                 raise
             for name in blocking & set(keep):
-                report.note(f"{arch}: the vllm-ascend step moves {name} from the vLLM step's {keep.pop(name)}")
+                report.note(f"{arch}: the {step} moves {name} from {keep.pop(name)}")
     return resolve_with_source_builds(client, requirements, arch, report, None, extra_index)
+
+
+def _kept(installed: dict[str, Installed], requirements: list[Requirement], direct_only: bool) -> dict[str, Version]:
+    """What a later `pip install` keeps of the installed packages where they satisfy its requirements (pip's
+    only-if-needed strategy): the constraints of its resolve. `direct_only`: only those it asks for by name."""
+    direct = {canonicalize_name(r.name) for r in requirements}
+    return {
+        name: package.version
+        for name, package in installed.items()
+        if (name in direct or not direct_only)
+        and all(
+            r.specifier.contains(package.version, prereleases=True)
+            for r in requirements
+            if canonicalize_name(r.name) == name
+        )
+    }
 
 
 def _reachable(client: httpx.Client, url: str) -> bool:
@@ -341,11 +416,11 @@ def _reachable(client: httpx.Client, url: str) -> bool:
 
 def _without_local_torch(
     client: httpx.Client, requirements: list[Requirement], arch: str, pins: dict[str, str], report: Report
-) -> tuple[list[Requirement], dict[str, Version]]:
+) -> tuple[list[Requirement], dict[str, Installed]]:
     """torch-npu's x86_64 wheels require `torch==X+cpu`, which only the PyTorch CPU index has. Without that index:
     check the wheel exists and that X is the TORCH_VERSION pin, then resolve with PyPI's torch X in its place."""
     out: list[Requirement] = []
-    substituted: dict[str, Version] = {}
+    substituted: dict[str, Installed] = {}
     for req in requirements:
         pinned = [s.version for s in req.specifier if s.operator == "=="]
         if canonicalize_name(req.name) != "torch-npu" or not pinned:
@@ -355,10 +430,8 @@ def _without_local_torch(
         if wheel is None:
             out.append(req)  # the resolve reports it missing
             continue
-        torch_reqs = [
-            Requirement(r) for r in wheel_requires(cached_download(client, wheel["url"], wheel["hashes"]["sha256"]))
-        ]
-        local = [r for r in torch_reqs if r.name == "torch" and "+" in str(r.specifier)]
+        requires = wheel_requires(cached_download(client, wheel["url"], wheel["hashes"]["sha256"]))
+        local = [r for r in map(Requirement, requires) if r.name == "torch" and "+" in str(r.specifier)]
         if not local:
             out.append(req)
             continue
@@ -369,21 +442,46 @@ def _without_local_torch(
         report.note(
             f"{arch}: torch-npu {pinned[0]} requires `{local[0]}` (PyTorch CPU index); resolved with PyPI's torch {public}"
         )
-        substituted[canonicalize_name(req.name)] = Version(pinned[0])
+        substituted[canonicalize_name(req.name)] = Installed(Version(pinned[0]), tuple(requires))
     return out, substituted
 
 
-def conflicts(final: dict[str, Version], requirements: Iterable[Requirement]) -> list[str]:
-    out = []
-    for req in requirements:
-        name = canonicalize_name(req.name)
-        if name in final and not req.specifier.contains(final[name], prereleases=True):
-            out.append(f"{name} {final[name]} does not satisfy `{req}`")
-    return out
+def with_local_torch(installed: dict[str, Installed], arch: str) -> dict[str, Installed]:
+    """The torch builds as the image has them: `X+cpu` on x86_64 where the resolve (PyPI only) found X."""
+    local = torch_local(arch)
+    return {
+        name: Installed(Version(f"{p.version}{local}"), p.requires)
+        if name in TORCH_BUILDS and local and not p.version.local
+        else p
+        for name, p in installed.items()
+    }
+
+
+def pip_check(installed: dict[str, Installed], arch: str) -> list[tuple[str, str]]:
+    """What `pip check` reports on `installed`: (the required package, the finding) per requirement of an installed
+    distribution that is missing or not met. Markers are evaluated for `arch` and without extras, as pip check does."""
+    env = {**marker_env(arch), "extra": ""}
+    findings: list[tuple[str, str]] = []
+    for name, package in sorted(installed.items()):
+        for text in package.requires:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate(env):
+                continue
+            required = canonicalize_name(req.name)
+            have = installed.get(required)
+            if have is None:
+                findings.append((required, f"{name} {package.version} requires {req}, which is not installed"))
+            elif not req.specifier.contains(have.version, prereleases=True):
+                findings.append(
+                    (
+                        required,
+                        f"{name} {package.version} has requirement {req}, but you have {required} {have.version}",
+                    )
+                )
+    return findings
 
 
 def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdist, report: Report) -> None:
-    accepted = {canonicalize_name(n) for n in pins.get("ACCEPTED_CONFLICTS", "").replace(",", " ").split()}
     version = pins["VLLM_ASCEND_VERSION"]
     files = project_files(client, "vllm-ascend")
     source = release_file(files, f"vllm_ascend-{version}.tar.gz")
@@ -391,17 +489,11 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
         report.ok(f"vllm-ascend {version} source release on the index ({source['filename']})")
     else:
         report.fail(f"vllm-ascend {version} has no source release on the index: VLLM_ASCEND_VERSION")
-    pins_reqs = [
-        f"torch=={pins['TORCH_VERSION']}",
-        f"torch-npu=={pins['TORCH_NPU_VERSION']}",
-        f"triton-ascend=={pins['TRITON_ASCEND_VERSION']}",
-        f"transformers{pins['TRANSFORMERS_SPEC']}",
-        f"numpy{pins['NUMPY_SPEC']}",
-    ]
     torch_index = pins.get("TORCH_INDEX_URL") or None
     if torch_index and not _reachable(client, torch_index):
         report.note(f"the PyTorch CPU index {torch_index} (TORCH_INDEX_URL) is not reachable from here: PyPI only")
         torch_index = None
+    triton_files = project_files(client, INSTALLED_LAST)
     for arch in ARCHES:
         wheel = cp311_wheel(files, "vllm-ascend", version, arch)
         if wheel:
@@ -413,44 +505,69 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
         else:
             report.fail(f"{arch}: vllm-ascend {version} has neither a cp311 wheel nor a source release")
             continue
-        vllm_reqs = applicable(vllm_requirements(vllm_sdist), arch)
-        ascend_reqs = applicable(requires, arch) + applicable(pins_reqs, arch)
-        step2_reqs, substituted = list(ascend_reqs), dict[str, Version]()
-        if not torch_index:
-            step2_reqs, substituted = _without_local_torch(client, step2_reqs, arch, pins, report)
-        try:
-            step1 = resolve_with_source_builds(client, vllm_reqs, arch, report)
-            report.ok(f"{arch}: vLLM {pins['VLLM_VERSION']} requirements resolve ({len(step1)} packages)")
-            # The second `pip install` keeps an installed package it asks for directly when the installed version
-            # satisfies (pip's only-if-needed strategy): those go in as constraints; everything else may move.
-            direct = {canonicalize_name(r.name) for r in step2_reqs}
-            keep = {
-                name: v
-                for name, v in step1.items()
-                if name in direct
-                and all(
-                    r.specifier.contains(v, prereleases=True) for r in step2_reqs if canonicalize_name(r.name) == name
-                )
-            }
-            step2 = _resolve_keeping(client, step2_reqs, arch, report, keep, torch_index)
-            step2.update(substituted)
-            report.ok(f"{arch}: vllm-ascend {version} + pins resolve on top ({len(step2)} packages)")
-        except Unresolvable as exc:
-            lines = [line for line in exc.output.splitlines() if line.startswith("ERROR")]
-            report.fail(f"{arch}: the pins do not resolve: {' | '.join(lines[-2:]) or exc.output[-400:]}")
+        triton_version = pins["TRITON_ASCEND_VERSION"]
+        triton_wheel = cp311_wheel(triton_files, INSTALLED_LAST, triton_version, arch)
+        if triton_wheel is None:
+            report.fail(f"{arch}: triton-ascend {triton_version} has no cp311 wheel: TRITON_ASCEND_VERSION")
             continue
-        final = {**step1, **step2}
-        for name, pin in (("torch", "TORCH_VERSION"), ("torch-npu", "TORCH_NPU_VERSION")):
-            if str(final.get(name)) != pins[pin]:
-                report.fail(f"{arch}: {name} resolved to {final.get(name)}, the pin {pin} is {pins[pin]}")
-        for problem in conflicts(final, vllm_reqs + ascend_reqs):
-            name = problem.split()[0]
-            if name in accepted:
-                report.note(f"{arch}: accepted conflict (ACCEPTED_CONFLICTS): {problem}")
-            else:
-                report.fail(
-                    f"{arch}: {problem} - fix the pins, or add {name} to ACCEPTED_CONFLICTS if upstream ships it"
-                )
+        triton_requires = wheel_requires(cached_download(client, triton_wheel["url"], triton_wheel["hashes"]["sha256"]))
+        installed_apart = {
+            "vllm": Installed(Version(pins["VLLM_VERSION"]), tuple(vllm_requirements(vllm_sdist))),
+            "vllm-ascend": Installed(Version(version), tuple(requires)),
+            INSTALLED_LAST: Installed(Version(triton_version), tuple(triton_requires)),
+        }
+        _check_arch(client, pins, arch, vllm_sdist, requires, installed_apart, torch_index, report)
+
+
+def _check_arch(
+    client: httpx.Client,
+    pins: dict[str, str],
+    arch: str,
+    vllm_sdist: Sdist,
+    ascend_requires: list[str],
+    installed_apart: dict[str, Installed],
+    torch_index: str | None,
+    report: Report,
+) -> None:
+    """The ascend target's install steps on `arch`, then `pip check` over what the image ends with."""
+    vllm_reqs = applicable(vllm_step_requirements(pins, vllm_sdist), arch)
+    ascend_reqs = applicable(ascend_step_requirements(pins, ascend_requires), arch)
+    project_reqs = applicable(project_dependencies(), arch)
+    substituted: dict[str, Installed] = {}
+    if not torch_index:
+        ascend_reqs, substituted = _without_local_torch(client, ascend_reqs, arch, pins, report)
+    try:
+        step1 = resolve_with_source_builds(client, vllm_reqs, arch, report)
+        step1.pop(UPSTREAM_TRITON, None)
+        report.ok(f"{arch}: the torch and vLLM {pins['VLLM_VERSION']} steps resolve ({len(step1)} packages)")
+        keep = _kept(step1, ascend_reqs, direct_only=True)
+        step2 = _resolve_keeping(client, "vllm-ascend step", ascend_reqs, arch, report, keep, torch_index)
+        step2.pop(UPSTREAM_TRITON, None)
+        report.ok(f"{arch}: the vllm-ascend {pins['VLLM_ASCEND_VERSION']} step resolves on top ({len(step2)} packages)")
+        keep = _kept({**step1, **step2}, project_reqs, direct_only=False)
+        step3 = _resolve_keeping(client, "project step", project_reqs, arch, report, keep, torch_index)
+        report.ok(f"{arch}: our package's dependencies resolve on top ({len(step3)} packages)")
+    except Unresolvable as exc:
+        lines = [line for line in exc.output.splitlines() if line.startswith("ERROR")]
+        report.fail(f"{arch}: the pins do not resolve: {' | '.join(lines[-2:]) or exc.output[-400:]}")
+        return
+    image = with_local_torch({**step1, **step2, **step3, **substituted, **installed_apart}, arch)
+    if UPSTREAM_TRITON in image:
+        report.fail(f"{arch}: our package's dependencies bring upstream triton back after drop_upstream_triton")
+    pinned = {**TORCH_BUILDS, "torch-npu": "TORCH_NPU_VERSION", INSTALLED_LAST: "TRITON_ASCEND_VERSION"}
+    for name, pin in pinned.items():
+        found = image[name].version.public if name in image else None
+        if found != pins[pin]:
+            report.fail(f"{arch}: the image ends with {name} {found}, the pin {pin} is {pins[pin]}")
+    accepted = {canonicalize_name(n) for n in pins["ACCEPTED_CONFLICTS"].replace(",", " ").split()}
+    for required, finding in pip_check(image, arch):
+        if required in accepted:
+            report.note(f"{arch}: accepted by ACCEPTED_CONFLICTS: {finding}")
+        else:
+            report.fail(
+                f"{arch}: pip check: {finding} - fix the pins, or add {required} to ACCEPTED_CONFLICTS if upstream "
+                "ships it"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
