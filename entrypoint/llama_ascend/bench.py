@@ -233,12 +233,13 @@ async def _async_run(
     input_len: int,
     output_len: int,
 ) -> Run:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    from llama_ascend.smoke import auth_headers
+
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
     prompts = _prompts(dataset, num_prompts, input_len)
 
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, headers=auth_headers(api_key), timeout=600, limits=limits) as client:
 
         async def bounded(prompt: str) -> _Sample:
             body = {
