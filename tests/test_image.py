@@ -26,12 +26,6 @@ DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCS = ROOT / "docs" / "image.md"
 STOP_GRACE = 300  # seconds `docker stop` waits after SIGTERM before it kills: a hang guard, never a timing assertion
 TAG = "localhost/llama-ascend:image-test-cpu"
-TOOLS = ("buildah", "podman", "runc", "debootstrap")
-ENABLED = os.environ.get("LLAMA_ASCEND_IMAGE_TESTS") == "1"
-image_tier = pytest.mark.skipif(
-    not ENABLED or not all(shutil.which(t) for t in TOOLS),
-    reason="the image tier runs with `make image-test` (LLAMA_ASCEND_IMAGE_TESTS=1, buildah podman runc debootstrap)",
-)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -152,7 +146,7 @@ def _inspect(tag: str) -> dict:
     return json.loads(out)[0]
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_image_config(cpu_image: str) -> None:
     info = _inspect(cpu_image)
     config = info["Config"]
@@ -174,7 +168,7 @@ def test_image_config(cpu_image: str) -> None:
     assert env["BASH_ENV"] == "/etc/profile.d/llama-ascend-cann.sh"
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_nothing_of_the_build_is_left(cpu_image: str) -> None:
     extra_ca = [p.read_text() for p in image_build.host_extra_ca()]
     bodies = ["".join(pem.split("-----")[2].split()) for pem in extra_ca if pem.count("-----") >= 4]
@@ -204,7 +198,7 @@ def test_nothing_of_the_build_is_left(cpu_image: str) -> None:
         assert body[:64] not in "".join(history.split())
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_user_and_cann_shell_hook(cpu_image: str, tmp_path: Path) -> None:
     # A CANN-like install tree mounted at /usr/local/Ascend: `bash -c` in the container (what `docker exec` runs)
     # gets its environment through the image's hook; so does `python -m llama_ascend.ascend_env show`.
@@ -233,7 +227,7 @@ def _smoke(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_serves_in_the_image_and_passes_smoke(cpu_image: str, standin_model_dir: Path) -> None:
     port = free_port()
     with image_run.buildah_server(cpu_image, standin_model_dir, port) as server:
@@ -257,7 +251,7 @@ def _docs_cpu_run() -> list[str]:
     return argv
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_documented_docker_run_through_the_docker_cli(
     cpu_image: str, standin_model_dir: Path, docker_host: str
 ) -> None:

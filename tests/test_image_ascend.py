@@ -11,10 +11,10 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -22,16 +22,8 @@ import yaml
 from llama_ascend_dev import ROOT, image_build, image_run
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
-# The image's python with its check script importable (the image ships it as /opt/llama-ascend/image_check.py).
-IMAGE_CHECK_PYTHON = ["env", f"PYTHONPATH={Path(image_run.CHECK_SCRIPT).parent}", "python3"]
 HELPERS = ROOT / "docker" / "ascend-build.sh"
 TAG = "localhost/llama-ascend:image-test-ascend-standin"
-TOOLS = ("buildah", "podman", "runc", "debootstrap")
-ENABLED = os.environ.get("LLAMA_ASCEND_IMAGE_TESTS") == "1"
-image_tier = pytest.mark.skipif(
-    not ENABLED or not all(shutil.which(t) for t in TOOLS),
-    reason="the image tier runs with `make image-test` (LLAMA_ASCEND_IMAGE_TESTS=1, buildah podman runc debootstrap)",
-)
 
 
 def _load(path: Path, name: str) -> ModuleType:
@@ -345,7 +337,7 @@ EXPECTED_CHECKS = [
 ]
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_every_check_passes_inside_the_image(ascend_image: str) -> None:
     code, output = image_run.image_check(ascend_image)
     rows = [[*line.split(None, 2), ""][:3] for line in output.splitlines() if line.startswith(("PASS ", "FAIL "))]
@@ -360,7 +352,16 @@ def test_every_check_passes_inside_the_image(ascend_image: str) -> None:
     assert "uid=1000" in results["user"][1] and "(HwHiAiUser)" in results["user"][1]
 
 
-@image_tier
+def with_image_check(image: str, script: str) -> Any:
+    """Run `script` with the image's python, its check script importable as `image_check` (the image ships it as
+    /opt/llama-ascend/image_check.py), as the image's user; the JSON the script prints last."""
+    argv = ["env", f"PYTHONPATH={Path(image_run.CHECK_SCRIPT).parent}", "python3", "-c", script]
+    with image_run.working_container(image) as container:
+        out = image_run.buildah_run(container, argv)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.image_tier
 def test_the_no_cuda_check_fails_a_build_that_is_not_a_stand_in(ascend_image: str) -> None:
     """The same check, told this is not a STANDIN_CUDA_TORCH=1 build, fails on the stand-in's nvidia-* packages."""
     script = (
@@ -369,9 +370,7 @@ def test_the_no_cuda_check_fails_a_build_that_is_not_a_stand_in(ascend_image: st
         "print(json.dumps([r['standin_cuda_torch'], c.check_no_cuda({**r, 'standin_cuda_torch': False}), "
         "c.check_torch_build({**r, 'standin_cuda_torch': False})]))"
     )
-    with image_run.working_container(ascend_image) as container:
-        out = image_run.buildah_run(container, [*IMAGE_CHECK_PYTHON, "-c", script])
-    standin_cuda, (no_cuda_ok, no_cuda), (torch_ok, torch) = json.loads(out.strip().splitlines()[-1])
+    standin_cuda, (no_cuda_ok, no_cuda), (torch_ok, torch) = with_image_check(ascend_image, script)
     if standin_cuda:
         assert not no_cuda_ok and "nvidia-" in no_cuda
         assert not torch_ok and "+cpu" in torch
@@ -379,7 +378,7 @@ def test_the_no_cuda_check_fails_a_build_that_is_not_a_stand_in(ascend_image: st
         assert no_cuda_ok and torch_ok, (no_cuda, torch)
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_image_config(ascend_image: str) -> None:
     info = json.loads(
         subprocess.run(["podman", "image", "inspect", ascend_image], capture_output=True, text=True, check=True).stdout
@@ -394,7 +393,7 @@ def test_image_config(ascend_image: str) -> None:
     assert labels["org.opencontainers.image.base.name"] == image_build.STANDIN_BASE_STAGE
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_the_parser_check_rejects_what_vllm_rejects(ascend_image: str) -> None:
     """The vllm-parser check is vLLM's own parser: an unknown flag and an unknown cudagraph mode fail it."""
     script = (
@@ -404,15 +403,13 @@ def test_the_parser_check_rejects_what_vllm_rejects(ascend_image: str) -> None:
         "'mode': ['python3', '-m', 'x', '--compilation-config', '{\"cudagraph_mode\": \"NOPE\"}'], "
         "'ok': ['python3', '-m', 'x', '--model', '/m', '--tensor-parallel-size', '2']})))"
     )
-    with image_run.working_container(ascend_image) as container:
-        out = image_run.buildah_run(container, [*IMAGE_CHECK_PYTHON, "-c", script])
-    results = json.loads(out.strip().splitlines()[-1])
+    results = with_image_check(ascend_image, script)
     assert results["ok"][0], results
     assert not results["flag"][0] and "unrecognized arguments: --no-such-flag" in results["flag"][1]
     assert not results["mode"][0] and "NOPE" in results["mode"][1]
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_nothing_of_the_build_is_left(ascend_image: str) -> None:
     with image_run.mounted(ascend_image) as root:
         assert not (root / "src").exists() and not (root / "tmp/wheels").exists()
