@@ -1,6 +1,7 @@
 """Release files the dev tools download once and verify by sha256: the vLLM source release the image build links into
 docker/wheels and the pin checker reads, the wheels and source releases the pin checker inspects. They are kept by
-file name under <cache root>/upstream; a file already there is used again when its hash matches.
+file name under <cache root>/upstream; a file already there is used again when its hash matches. `Sdist` reads a
+source release's files without unpacking it.
 
 HTTPS trusts what pip is told to trust (PIP_CERT, then SSL_CERT_FILE), so the tools work behind the same
 TLS-intercepting proxy as pip.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
+import tarfile
 from pathlib import Path
 
 import httpx
@@ -63,3 +65,22 @@ def cached_download(client: httpx.Client, url: str, sha256: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+class Sdist:
+    """Read files of a source release without unpacking it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._tar = tarfile.open(path)  # noqa: SIM115 - read for as long as the Sdist lives
+        self._prefix = self._tar.getnames()[0].split("/")[0]
+
+    def read(self, member: str) -> str:
+        extracted = self._tar.extractfile(f"{self._prefix}/{member}")
+        if extracted is None:
+            raise FileNotFoundError(member)
+        return extracted.read().decode()
+
+    def names(self, prefix: str) -> list[str]:
+        start = f"{self._prefix}/{prefix}"
+        return [n[len(self._prefix) + 1 :] for n in self._tar.getnames() if n.startswith(start)]

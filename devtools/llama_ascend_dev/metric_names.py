@@ -22,9 +22,8 @@ from typing import Any
 import yaml
 
 from llama_ascend_dev.alert_rules import RULES
-from llama_ascend_dev.ascend_pins import Sdist
 from llama_ascend_dev.dashboard import DASHBOARD
-from llama_ascend_dev.downloads import cached_download, http_client
+from llama_ascend_dev.downloads import Sdist, cached_download, http_client
 from llama_ascend_dev.image_build import dockerfile_args
 
 # Names vLLM removed, with what replaced them: anchors' dashboards still chart some of them and stay empty on 0.18.
