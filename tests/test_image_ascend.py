@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from llama_ascend_dev import ROOT, image_build, image_run
+from llama_ascend_dev.pypi_cache import PypiCache
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 HELPERS = ROOT / "docker" / "ascend-build.sh"
@@ -278,7 +279,7 @@ def test_pypi_cache_serves_a_file_once_fetched(tmp_path: Path) -> None:
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     host = f"http://127.0.0.1:{upstream.server_address[1]}"
     try:
-        with image_build.PypiCache(tmp_path / "cache", index=f"{host}/simple/", files=f"{host}/files/") as cache:
+        with PypiCache(tmp_path / "cache", index=f"{host}/simple/", files=f"{host}/files/") as cache:
             page = urllib.request.urlopen(f"{cache.url}/simple/demo/", timeout=10).read().decode()
             assert f"{cache.url}/files/packages/ab/demo-1.0.tar.gz#sha256=00" in page
             for _ in range(2):

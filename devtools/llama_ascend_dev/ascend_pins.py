@@ -57,6 +57,7 @@ from packaging.version import Version
 from llama_ascend_dev import ROOT
 from llama_ascend_dev.downloads import DownloadError, Sdist, cached_download, http_client
 from llama_ascend_dev.image_build import dockerfile_args, project_dependencies
+from llama_ascend_dev.pypi_cache import PYPI_SIMPLE
 from llama_ascend_dev.vllm_sources import (
     AscendArgs,
     VllmArgs,
@@ -69,7 +70,6 @@ from llama_ascend_dev.vllm_sources import (
 ARCHES = ("x86_64", "aarch64")
 PYTHON = "3.11"
 GLIBC = (2, 35)  # Ubuntu 22.04, the CANN 8.5.1 base
-PYPI_SIMPLE = "https://pypi.org/simple"
 REFERENCE_CONFIG = ROOT / "config" / "llama-3.1-8b-instruct.yaml"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
