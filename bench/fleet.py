@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from llama_ascend.bench import percentile
+from llama_ascend_dev import plots
 from llama_ascend_dev.fleet import Fleet
 from llama_ascend_dev.server_process import free_port
 
@@ -242,8 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     (out / "fleet.json").write_text(json.dumps(document, indent=2) + "\n")
     text = markdown(document)
     (out / "fleet.md").write_text(text)
-    import plots  # bench/plots.py, beside this script
-
     plots.plot_fleet(document, out / "fleet.png")
     print(text)
     return 0 if all(s["errors"] == 0 for s in document["summary"].values()) else 1

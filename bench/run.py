@@ -27,7 +27,7 @@ from typing import Any
 
 from llama_ascend import bench
 from llama_ascend.config import load_config
-from llama_ascend_dev import bench_runs, server_process
+from llama_ascend_dev import bench_runs, plots, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ("sweep", "overhead", "cold_warm")
@@ -165,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         summary["sweep"] = document
         save()
-        import plots  # bench/plots.py (beside this script, on sys.path as `python bench/run.py`)
-
         plots.plot_sweep(document, out / "sweep.png")  # beside sweep.md; README shows it
 
     if "overhead" not in args.skip:

@@ -7,10 +7,10 @@ The ascend target ships this file (docker/Dockerfile). `--build` runs what must 
 (pip check, no CUDA, the torch build, triton-ascend's files) and records the build's kind from its build args.
 Without it, the built image is checked as a whole, as its user: those again, plus the vLLM-Ascend platform plugin,
 `import vllm`, vLLM 0.18.0's own argument parser over the rendered command of every ascend profile in
-/opt/llama-ascend/config, `llama-ascend render` and `preflight`, the user, the server's environment (jemalloc, vLLM-Ascend's variables) and
-`import torch_npu`. `scripts/image_run.py --check` (`make image-ascend-standin`) runs it with buildah; on an Ascend
-host, `docker run --rm --entrypoint python3 IMAGE /opt/llama-ascend/image_check.py`. Standard library only, except
-where a check is about the venv's packages.
+/opt/llama-ascend/config, `llama-ascend render` and `preflight`, the user, the server's environment (jemalloc,
+vLLM-Ascend's variables) and `import torch_npu`. `python -m llama_ascend_dev.image_run --check` (`make
+image-ascend-standin`) runs it with buildah; on an Ascend host, `docker run --rm --entrypoint python3 IMAGE
+/opt/llama-ascend/image_check.py`. Standard library only, except where a check is about the venv's packages.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,9 +29,20 @@ SKIP_ALLOWLIST = (
 )
 
 
+# The image tier (`image_tier` tests) builds and runs the images: with LLAMA_ASCEND_IMAGE_TESTS=1 and these tools.
+IMAGE_TOOLS = ("buildah", "podman", "runc", "debootstrap")
+IMAGE_TIER_SKIP = pytest.mark.skip(
+    reason=f"the image tier runs with `make image-test` (LLAMA_ASCEND_IMAGE_TESTS=1, {' '.join(IMAGE_TOOLS)})"
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that stop the shared server run last, after every test that needs it."""
+    """Tests that stop the shared server run last, after every test that needs it; the image tier runs where it can."""
     items.sort(key=lambda item: item.get_closest_marker("stops_server") is not None)
+    image_tier = os.environ.get("LLAMA_ASCEND_IMAGE_TESTS") == "1" and all(shutil.which(t) for t in IMAGE_TOOLS)
+    for item in items:
+        if not image_tier and item.get_closest_marker("image_tier"):
+            item.add_marker(IMAGE_TIER_SKIP)
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

@@ -90,9 +90,23 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+def python_files(*folders: str) -> list[Path]:
+    return [path for folder in folders for path in sorted((ROOT / folder).rglob("*.py"))]
+
+
+def edits_sys_path(node: ast.AST) -> bool:
+    """`sys.path.insert(...)`, `sys.path.append(...)`, `sys.path += ...`, `sys.path[:0] = ...` and the like."""
+    if isinstance(node, ast.Attribute) and node.attr in ("insert", "append", "extend"):
+        return ast.unparse(node.value) == "sys.path"
+    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return any(ast.unparse(t).startswith("sys.path") for t in targets)
+    return False
+
+
 def test_nothing_shipped_or_benchmarked_imports_the_tests_or_edits_sys_path() -> None:
     offenders = []
-    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "bench").rglob("*.py"), *(ROOT / "scripts").rglob("*.py")]:
+    for path in python_files("entrypoint", "devtools", "bench", "scripts"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in TEST_MODULES:
@@ -101,6 +115,24 @@ def test_nothing_shipped_or_benchmarked_imports_the_tests_or_edits_sys_path() ->
                 offenders += [
                     f"{path.relative_to(ROOT)} imports {a.name}" for a in node.names if a.name in TEST_MODULES
                 ]
-            if isinstance(node, ast.Attribute) and ast.unparse(node) in ("sys.path.insert", "sys.path.append"):
-                offenders.append(f"{path.relative_to(ROOT)} edits sys.path")
+    for path in python_files("entrypoint", "devtools", "bench", "scripts", "tests", "docker"):
+        offenders += [
+            f"{path.relative_to(ROOT)} edits sys.path"
+            for n in ast.walk(ast.parse(path.read_text()))
+            if edits_sys_path(n)
+        ]
     assert offenders == []
+
+
+def test_the_sys_path_finder_finds_each_way_of_editing_it() -> None:
+    edits = [
+        "sys.path.insert(0, 'x')",
+        "sys.path.append('x')",
+        "sys.path.extend(['x'])",
+        "sys.path += ['x']",
+        "sys.path[:0] = ['x']",
+        "sys.path = ['x']",
+    ]
+    for source in edits:
+        assert any(edits_sys_path(n) for n in ast.walk(ast.parse(source))), source
+    assert not any(edits_sys_path(n) for n in ast.walk(ast.parse("print(sys.path); path.insert(0, 1)")))

@@ -1,26 +1,25 @@
-"""scripts/check_ascend_pins.py without the network: its static reading of vLLM / vLLM-Ascend source releases and its
-argv, requirement and conflict checks, on small source releases laid out like the real ones (same files, the same
-code patterns the parser relies on). `make check-pins` runs it against the real releases on PyPI."""
+"""llama_ascend_dev.ascend_pins and vllm_sources without the network: the static reading of vLLM / vLLM-Ascend
+source releases and the argv, requirement and pip check models, on small source releases laid out like the real ones
+(same files, the same code patterns the parser relies on). `make check-pins` runs it against the real releases on
+PyPI."""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 import json
-import sys
 import tarfile
 import textwrap
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import check_ascend_pins as pins  # noqa: E402
-from image_build import dockerfile_args  # noqa: E402
+from llama_ascend_dev import ROOT
+from llama_ascend_dev import ascend_pins as pins
+from llama_ascend_dev import vllm_sources as sources
+from llama_ascend_dev.downloads import Sdist
+from llama_ascend_dev.image_build import dockerfile_args
 
 VLLM_FILES = {
     "setup.py": """
@@ -164,18 +163,18 @@ ASCEND_FILES = {
 }
 
 
-def _sdist(path: Path, prefix: str, files: dict[str, str]) -> pins.Sdist:
+def _sdist(path: Path, prefix: str, files: dict[str, str]) -> Sdist:
     with tarfile.open(path, "w:gz") as tar:
         for name, text in files.items():
             data = textwrap.dedent(text).lstrip("\n").encode()
             info = tarfile.TarInfo(f"{prefix}/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return pins.Sdist(path)
+    return Sdist(path)
 
 
 @pytest.fixture(scope="module")
-def releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[pins.Sdist, pins.Sdist]:
+def releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Sdist, Sdist]:
     tmp = tmp_path_factory.mktemp("sdists")
     return (
         _sdist(tmp / "vllm-0.18.0.tar.gz", "vllm-0.18.0", VLLM_FILES),
@@ -205,8 +204,8 @@ GOOD = (
 )
 
 
-def test_parser_reads_flags_booleans_and_config_fields(releases: tuple[pins.Sdist, pins.Sdist]) -> None:
-    vllm = pins.parse_vllm(releases[0])
+def test_parser_reads_flags_booleans_and_config_fields(releases: tuple[Sdist, Sdist]) -> None:
+    vllm = sources.parse_vllm(releases[0])
     engine = {"--model", "--dtype", "--quantization", "-q", "--compilation-config", "-cc", "--shutdown-timeout"}
     assert engine <= vllm.flags
     assert {"--host", "--port", "--chat-template", "--headless"} <= vllm.flags  # frontend dataclass + explicit
@@ -221,8 +220,8 @@ def test_parser_reads_flags_booleans_and_config_fields(releases: tuple[pins.Sdis
     assert vllm.env_vars == {"VLLM_CACHE_ROOT", "VLLM_API_KEY", "VLLM_NO_USAGE_STATS"}
 
 
-def test_ascend_parser_reads_platform_and_config(releases: tuple[pins.Sdist, pins.Sdist]) -> None:
-    ascend = pins.parse_vllm_ascend(releases[1])
+def test_ascend_parser_reads_platform_and_config(releases: tuple[Sdist, Sdist]) -> None:
+    ascend = sources.parse_vllm_ascend(releases[1])
     assert ascend.quantizations == {"ascend", "compressed-tensors"}
     assert ascend.registered_quantizations == {"ascend", "compressed-tensors"}
     assert ascend.graph_modes == {"NONE", "PIECEWISE", "FULL_DECODE_ONLY", "FULL"}
@@ -245,10 +244,8 @@ def test_ascend_parser_reads_platform_and_config(releases: tuple[pins.Sdist, pin
         ((), {"VLLM_CACHE_ROT": "/c"}, "environment VLLM_CACHE_ROT"),
     ],
 )
-def test_check_launch(
-    releases: tuple[pins.Sdist, pins.Sdist], extra: tuple[str, ...], env: dict, problem: str | None
-) -> None:
-    vllm, ascend = pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1])
+def test_check_launch(releases: tuple[Sdist, Sdist], extra: tuple[str, ...], env: dict, problem: str | None) -> None:
+    vllm, ascend = sources.parse_vllm(releases[0]), sources.parse_vllm_ascend(releases[1])
     problems = pins.check_launch(_launch(*GOOD, *extra, env=env), vllm, ascend, releases[0])
     if problem is None:
         assert problems == []
@@ -267,15 +264,15 @@ def test_check_launch(
         ({"cudagraph_mode": "NONE", "level": 3}, "`level` is not a CompilationConfig field"),
     ],
 )
-def test_compilation_config_is_checked(releases: tuple[pins.Sdist, pins.Sdist], config: dict, problem: str) -> None:
-    vllm, ascend = pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1])
+def test_compilation_config_is_checked(releases: tuple[Sdist, Sdist], config: dict, problem: str) -> None:
+    vllm, ascend = sources.parse_vllm(releases[0]), sources.parse_vllm_ascend(releases[1])
     launch = _launch("--model", "/m", "--compilation-config", json.dumps(config))
     problems = pins.check_launch(launch, vllm, ascend, releases[0])
     assert len(problems) == 1 and problem in problems[0], problems
 
 
 def test_a_mode_no_branch_names_falls_back_to_none() -> None:
-    handled, rewrites = pins.graph_mode_handling(
+    handled, rewrites = sources.graph_mode_handling(
         textwrap.dedent("""
             if compilation_config.cudagraph_mode == CUDAGraphMode.PIECEWISE:
                 pass
@@ -283,24 +280,24 @@ def test_a_mode_no_branch_names_falls_back_to_none() -> None:
                 compilation_config.cudagraph_mode = CUDAGraphMode.NONE
         """)
     )
-    ascend = pins.AscendArgs(handled, {"ascend"}, set(), set(), rewrites, {"ascend"})
+    ascend = sources.AscendArgs(handled, {"ascend"}, set(), set(), rewrites, {"ascend"})
     assert (handled, rewrites) == ({"PIECEWISE"}, {})
-    assert pins.graph_mode_problem("FULL", ascend) == (
+    assert sources.graph_mode_problem("FULL", ascend) == (
         "vLLM-Ascend's platform does not handle cudagraph_mode FULL (it falls back to NONE)"
     )
-    assert pins.quantization_problem("compressed-tensors", ascend) == (
+    assert sources.quantization_problem("compressed-tensors", ascend) == (
         "vLLM-Ascend supports ['ascend'] (NPUPlatform.supported_quantization)"
     )
 
 
-def test_every_value_the_config_accepts_is_checked(releases: tuple[pins.Sdist, pins.Sdist], capsys) -> None:
+def test_every_value_the_config_accepts_is_checked(releases: tuple[Sdist, Sdist], capsys) -> None:
     """Each value the config's types accept for compilation / quantization is rendered for the ascend backend: the
     accepted ones pass against the release, the refused ones are the ones vLLM-Ascend does not run."""
     assert pins.config_choices() == {
         "compilation": ["PIECEWISE", "FULL_DECODE_ONLY", "FULL", "FULL_AND_PIECEWISE", "NONE"],
         "quantization": ["ascend", "awq", "gptq", "fp8", "compressed-tensors", "bitsandbytes"],
     }
-    vllm, ascend = pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1])
+    vllm, ascend = sources.parse_vllm(releases[0]), sources.parse_vllm_ascend(releases[1])
     report = pins.Report()
     pins.check_accepted_values(vllm, ascend, releases[0], report)
     assert report.failures == [] and report.notes == []
@@ -324,11 +321,11 @@ def test_every_value_the_config_accepts_is_checked(releases: tuple[pins.Sdist, p
     ]
 
 
-def test_an_accepted_value_upstream_does_not_run_fails(releases: tuple[pins.Sdist, pins.Sdist], capsys) -> None:
+def test_an_accepted_value_upstream_does_not_run_fails(releases: tuple[Sdist, Sdist], capsys) -> None:
     """A release whose platform does not run FULL, supports no compressed-tensors and rewrites FULL_AND_PIECEWISE
     differently: the values the config accepts fail the check, and so does the config's account of the rewrite; a
     value the config refuses although the release runs it is a note."""
-    vllm, ascend = pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1])
+    vllm, ascend = sources.parse_vllm(releases[0]), sources.parse_vllm_ascend(releases[1])
     narrower = dataclasses.replace(
         ascend,
         graph_modes=ascend.graph_modes - {"FULL"},
@@ -350,13 +347,15 @@ def test_an_accepted_value_upstream_does_not_run_fails(releases: tuple[pins.Sdis
     assert note.startswith("server.quantization=awq: refused by the config, but vLLM-Ascend 0.18.0 runs it: error: ")
 
 
-def test_wrong_module_is_reported(releases: tuple[pins.Sdist, pins.Sdist]) -> None:
+def test_wrong_module_is_reported(releases: tuple[Sdist, Sdist]) -> None:
     launch = {"argv": ["python3", "-m", "vllm.entrypoints.api_server", "--model", "/m"], "env": {}}
-    problems = pins.check_launch(launch, pins.parse_vllm(releases[0]), pins.parse_vllm_ascend(releases[1]), releases[0])
+    problems = pins.check_launch(
+        launch, sources.parse_vllm(releases[0]), sources.parse_vllm_ascend(releases[1]), releases[0]
+    )
     assert problems and "must start" in problems[0]
 
 
-def test_vllm_requirements_follow_the_empty_target(releases: tuple[pins.Sdist, pins.Sdist]) -> None:
+def test_vllm_requirements_follow_the_empty_target(releases: tuple[Sdist, Sdist]) -> None:
     reqs = pins.vllm_requirements(releases[0])
     assert reqs == [
         "regex",
@@ -375,12 +374,64 @@ def test_vllm_requirements_follow_the_empty_target(releases: tuple[pins.Sdist, p
     assert [r.name for r in pins.applicable(['x; platform_machine == "aarch64"'], "x86_64")] == []
 
 
-def test_conflicts_name_the_requirement() -> None:
-    final = {"opencv-python-headless": Version("4.11.0.86"), "numpy": Version("1.26.4")}
-    reqs = [Requirement("opencv-python-headless>=4.13.0"), Requirement("numpy<2"), Requirement("absent>=1")]
-    assert pins.conflicts(final, reqs) == [
-        "opencv-python-headless 4.11.0.86 does not satisfy `opencv-python-headless>=4.13.0`"
+def test_pip_check_names_the_package_that_is_off() -> None:
+    """As `pip check`: an unmet requirement and a missing one (markers evaluated per architecture, extras not)."""
+    image = {
+        "vllm": pins.Installed(Version("0.18.0"), ("opencv-python-headless>=4.13.0", "numpy<2", "x; extra == 'audio'")),
+        "opencv-python-headless": pins.Installed(Version("4.11.0.86")),
+        "numpy": pins.Installed(Version("1.26.4")),
+        "xgrammar": pins.Installed(Version("0.1.32"), ('triton; platform_machine == "x86_64"',)),
+    }
+    unmet = (
+        "opencv-python-headless",
+        "vllm 0.18.0 has requirement opencv-python-headless>=4.13.0, but you have opencv-python-headless 4.11.0.86",
+    )
+    assert pins.pip_check(image, "aarch64") == [unmet]
+    assert pins.pip_check(image, "x86_64") == [
+        unmet,
+        ("triton", 'xgrammar 0.1.32 requires triton; platform_machine == "x86_64", which is not installed'),
     ]
+
+
+def test_the_install_steps_are_the_dockerfiles(releases: tuple[Sdist, Sdist]) -> None:
+    """The resolves ask for what the ascend stage's RUN steps install, with the Dockerfile's own pins and specs."""
+    args = dockerfile_args()
+    instrumentator = f"prometheus-fastapi-instrumentator{args['PROMETHEUS_FASTAPI_INSTRUMENTATOR_SPEC']}"
+    assert pins.vllm_step_requirements(args, releases[0]) == [
+        f"torch=={args['TORCH_VERSION']}",
+        *args["VLLM_BUILD_REQUIRES"].split(),
+        *pins.vllm_requirements(releases[0]),
+        f"transformers{args['TRANSFORMERS_SPEC']}",
+        instrumentator,
+    ]
+    ascend = pins.ascend_step_requirements(args, ["einops", "triton-ascend==3.2.0", "torch==2.9.0"])
+    assert ascend == [
+        "einops",
+        "torch==2.9.0",
+        f"torch-npu=={args['TORCH_NPU_VERSION']}",
+        f"torch=={args['TORCH_VERSION']}",
+        f"torchvision=={args['TORCHVISION_VERSION']}",
+        f"torchaudio=={args['TORCHAUDIO_VERSION']}",
+        f"numpy{args['NUMPY_SPEC']}",
+        f"transformers{args['TRANSFORMERS_SPEC']}",
+        instrumentator,
+    ]
+    # What the steps do besides: ascend-requires.py leaves triton-ascend for last, ascend-build.sh drops triton.
+    assert f'LAST = "{pins.INSTALLED_LAST}"' in (ROOT / "docker" / "ascend-requires.py").read_text()
+    assert f"pip uninstall -y {pins.UPSTREAM_TRITON}\n" in (ROOT / "docker" / "ascend-build.sh").read_text()
+
+
+def test_the_image_has_the_cpu_torch_builds_on_x86_64() -> None:
+    """PyPI's torch X stands for the image's X+cpu on x86_64, so torch-npu's `torch==X+cpu` holds there."""
+    resolved = {
+        "torch": pins.Installed(Version("2.9.0")),
+        "torchvision": pins.Installed(Version("0.24.0"), ("torch==2.9.0",)),
+        "torch-npu": pins.Installed(Version("2.9.0"), ("torch==2.9.0+cpu",)),
+    }
+    image = pins.with_local_torch(resolved, "x86_64")
+    assert [str(image[n].version) for n in resolved] == ["2.9.0+cpu", "0.24.0+cpu", "2.9.0"]
+    assert pins.pip_check(image, "x86_64") == []
+    assert pins.with_local_torch(resolved, "aarch64") == resolved
 
 
 def test_platform_tags_cover_the_cann_glibc() -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from llama_ascend.lease import Lease, LeaseLost
-from llama_ascend_dev.fetch_helpers import ROOT, wait_for
+from llama_ascend_dev import ROOT
+from llama_ascend_dev.fetch_helpers import wait_for
 
 HOLD = """
 import sys, time

@@ -2,7 +2,7 @@
 
 Every value set in helm/llama-ascend/ci/ (plus the defaults) is rendered with both Helms, validated offline against
 the Kubernetes schemas of three minor versions (kubernetes-validate --strict), and the objects are asserted. The
-tools come from scripts/install_helm_tools.py (`make helm-tools`); without them these tests skip and say so.
+tools come from llama_ascend_dev.helm_tools (`make helm-tools`); without them these tests skip and say so.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-CHART = ROOT / "helm" / "llama-ascend"
-sys.path.insert(0, str(ROOT / "scripts"))
+from llama_ascend_dev import ROOT
+from llama_ascend_dev import helm_tools as tools
 
-import install_helm_tools as tools  # noqa: E402
+CHART = ROOT / "helm" / "llama-ascend"
 
 HELMS = ("helm3", "helm4")
 KUBE_VERSIONS = ("1.29", "1.33", "1.37")  # the chart's floor (Chart.yaml kubeVersion), a middle one, the newest
@@ -51,7 +50,7 @@ CHECKOV_SKIPS = {
 def need(tool: str) -> Path:
     path = tools.find(tool)
     if path is None:
-        pytest.skip(f"{tool} is not installed: run `python scripts/install_helm_tools.py` (make helm-tools)")
+        pytest.skip(f"{tool} is not installed: run `make helm-tools`")
     return path
 
 

@@ -6,24 +6,19 @@ These need no helm binary: they run the generators in-process and compare with w
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-CHART = ROOT / "helm" / "llama-ascend"
-sys.path.insert(0, str(ROOT / "scripts"))
+from llama_ascend_dev import ROOT, chart_params, chart_readme, chart_schema
 
-import chart_params  # noqa: E402
-import gen_chart_readme  # noqa: E402
-import gen_chart_schema  # noqa: E402
+CHART = ROOT / "helm" / "llama-ascend"
 
 
 def test_values_schema_is_fresh() -> None:
-    assert (CHART / "values.schema.json").read_text() == gen_chart_schema.render(), (
-        "helm/llama-ascend/values.schema.json is stale: run python scripts/gen_chart_schema.py"
+    assert (CHART / "values.schema.json").read_text() == chart_schema.render(), (
+        "helm/llama-ascend/values.schema.json is stale: run make helm-docs"
     )
 
 
@@ -32,7 +27,7 @@ def test_config_defaults_file_is_the_config_models() -> None:
     from llama_ascend.config import Config
 
     defaults = json.loads((CHART / "files" / "config-defaults.json").read_text())
-    assert defaults == Config().model_dump(mode="json"), "stale: run python scripts/gen_chart_schema.py"
+    assert defaults == Config().model_dump(mode="json"), "stale: run make helm-docs"
     assert (defaults["backend"], defaults["server"]["port"], defaults["server"]["tensor_parallel_size"]) == (
         "ascend",
         8000,
@@ -42,9 +37,7 @@ def test_config_defaults_file_is_the_config_models() -> None:
 
 def test_readme_tables_are_fresh() -> None:
     current = (CHART / "README.md").read_text()
-    assert current == gen_chart_readme.render(current), (
-        "helm/llama-ascend/README.md is stale: run python scripts/gen_chart_readme.py"
-    )
+    assert current == chart_readme.render(current), "helm/llama-ascend/README.md is stale: run make helm-docs"
 
 
 # Config documents and whether the entrypoint accepts them, written by hand: the chart's `config` schema must agree.

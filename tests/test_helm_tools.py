@@ -1,4 +1,4 @@
-"""scripts/install_helm_tools.py: the nested-archive extraction and the sha256 gate, on archives built here.
+"""llama_ascend_dev.helm_tools: the nested-archive extraction and the sha256 gate, on archives built here.
 
 The real download is what `make helm-tools` / .ci/run does; these tests never reach the network.
 """
@@ -8,17 +8,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import install_helm_tools as tools  # noqa: E402
+from llama_ascend_dev import helm_tools as tools
 
 BINARY = b"\x7fELF stand-in bytes for a helm binary\n" * 64
 

@@ -13,29 +13,19 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import image_build  # noqa: E402
-import image_run  # noqa: E402
-from llama_ascend_dev.server_process import free_port  # noqa: E402
+from llama_ascend_dev import ROOT, image_build, image_run
+from llama_ascend_dev.server_process import free_port
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 DOCS = ROOT / "docs" / "image.md"
+STOP_GRACE = 300  # seconds `docker stop` waits after SIGTERM before it kills: a hang guard, never a timing assertion
 TAG = "localhost/llama-ascend:image-test-cpu"
-TOOLS = ("buildah", "podman", "runc", "debootstrap")
-ENABLED = os.environ.get("LLAMA_ASCEND_IMAGE_TESTS") == "1"
-image_tier = pytest.mark.skipif(
-    not ENABLED or not all(shutil.which(t) for t in TOOLS),
-    reason="the image tier runs with `make image-test` (LLAMA_ASCEND_IMAGE_TESTS=1, buildah podman runc debootstrap)",
-)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -156,7 +146,7 @@ def _inspect(tag: str) -> dict:
     return json.loads(out)[0]
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_image_config(cpu_image: str) -> None:
     info = _inspect(cpu_image)
     config = info["Config"]
@@ -178,7 +168,7 @@ def test_image_config(cpu_image: str) -> None:
     assert env["BASH_ENV"] == "/etc/profile.d/llama-ascend-cann.sh"
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_nothing_of_the_build_is_left(cpu_image: str) -> None:
     extra_ca = [p.read_text() for p in image_build.host_extra_ca()]
     bodies = ["".join(pem.split("-----")[2].split()) for pem in extra_ca if pem.count("-----") >= 4]
@@ -208,7 +198,7 @@ def test_nothing_of_the_build_is_left(cpu_image: str) -> None:
         assert body[:64] not in "".join(history.split())
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_user_and_cann_shell_hook(cpu_image: str, tmp_path: Path) -> None:
     # A CANN-like install tree mounted at /usr/local/Ascend: `bash -c` in the container (what `docker exec` runs)
     # gets its environment through the image's hook; so does `python -m llama_ascend.ascend_env show`.
@@ -237,7 +227,7 @@ def _smoke(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_serves_in_the_image_and_passes_smoke(cpu_image: str, standin_model_dir: Path) -> None:
     port = free_port()
     with image_run.buildah_server(cpu_image, standin_model_dir, port) as server:
@@ -261,7 +251,7 @@ def _docs_cpu_run() -> list[str]:
     return argv
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_documented_docker_run_through_the_docker_cli(
     cpu_image: str, standin_model_dir: Path, docker_host: str
 ) -> None:
@@ -290,9 +280,9 @@ def test_documented_docker_run_through_the_docker_cli(
         ]
         health = subprocess.run(["podman", "healthcheck", "run", name], capture_output=True, text=True, check=False)
         assert health.returncode == 0, health.stdout + health.stderr
-        started = time.monotonic()
-        docker("stop", "--time", "60", name)
-        assert time.monotonic() - started < 60, "the server did not stop on SIGTERM"
+        # SIGTERM, and SIGKILL only after the grace period (a hang guard): exit status 0 or 143 is the server ending
+        # on the SIGTERM, 137 would be the SIGKILL.
+        docker("stop", "--time", str(STOP_GRACE), name)
         final = docker.inspect(name)["State"]
         assert not final["Running"] and final["ExitCode"] in (0, 143), final
         assert "CPU STAND-IN" in docker.logs(name)

@@ -11,30 +11,20 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import image_build  # noqa: E402
-import image_run  # noqa: E402
+from llama_ascend_dev import ROOT, image_build, image_run
+from llama_ascend_dev.pypi_cache import PypiCache
 
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 HELPERS = ROOT / "docker" / "ascend-build.sh"
 TAG = "localhost/llama-ascend:image-test-ascend-standin"
-TOOLS = ("buildah", "podman", "runc", "debootstrap")
-ENABLED = os.environ.get("LLAMA_ASCEND_IMAGE_TESTS") == "1"
-image_tier = pytest.mark.skipif(
-    not ENABLED or not all(shutil.which(t) for t in TOOLS),
-    reason="the image tier runs with `make image-test` (LLAMA_ASCEND_IMAGE_TESTS=1, buildah podman runc debootstrap)",
-)
 
 
 def _load(path: Path, name: str) -> ModuleType:
@@ -231,7 +221,7 @@ def test_the_accepted_conflicts_are_the_dockerfiles() -> None:
 
 def test_the_in_image_check_derives_the_ascend_profiles() -> None:
     derived = [p.stem for p in image_check.ascend_profiles(ROOT / "config")]
-    assert derived == ascend_profiles() and "llama-3.1-8b-instruct" in derived
+    assert sorted(derived) == ascend_profiles() and "llama-3.1-8b-instruct" in derived
     assert "dev-cpu" not in derived
 
 
@@ -289,7 +279,7 @@ def test_pypi_cache_serves_a_file_once_fetched(tmp_path: Path) -> None:
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     host = f"http://127.0.0.1:{upstream.server_address[1]}"
     try:
-        with image_build.PypiCache(tmp_path / "cache", index=f"{host}/simple/", files=f"{host}/files/") as cache:
+        with PypiCache(tmp_path / "cache", index=f"{host}/simple/", files=f"{host}/files/") as cache:
             page = urllib.request.urlopen(f"{cache.url}/simple/demo/", timeout=10).read().decode()
             assert f"{cache.url}/files/packages/ab/demo-1.0.tar.gz#sha256=00" in page
             for _ in range(2):
@@ -348,7 +338,7 @@ EXPECTED_CHECKS = [
 ]
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_every_check_passes_inside_the_image(ascend_image: str) -> None:
     code, output = image_run.image_check(ascend_image)
     rows = [[*line.split(None, 2), ""][:3] for line in output.splitlines() if line.startswith(("PASS ", "FAIL "))]
@@ -363,18 +353,25 @@ def test_every_check_passes_inside_the_image(ascend_image: str) -> None:
     assert "uid=1000" in results["user"][1] and "(HwHiAiUser)" in results["user"][1]
 
 
-@image_tier
+def with_image_check(image: str, script: str) -> Any:
+    """Run `script` with the image's python, its check script importable as `image_check` (the image ships it as
+    /opt/llama-ascend/image_check.py), as the image's user; the JSON the script prints last."""
+    argv = ["env", f"PYTHONPATH={Path(image_run.CHECK_SCRIPT).parent}", "python3", "-c", script]
+    with image_run.working_container(image) as container:
+        out = image_run.buildah_run(container, argv)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.image_tier
 def test_the_no_cuda_check_fails_a_build_that_is_not_a_stand_in(ascend_image: str) -> None:
     """The same check, told this is not a STANDIN_CUDA_TORCH=1 build, fails on the stand-in's nvidia-* packages."""
     script = (
-        "import json, sys; sys.path.insert(0, '/opt/llama-ascend'); import image_check as c; "
+        "import json; import image_check as c; "
         "r = json.load(open('/opt/llama-ascend/image-build.json')); "
         "print(json.dumps([r['standin_cuda_torch'], c.check_no_cuda({**r, 'standin_cuda_torch': False}), "
         "c.check_torch_build({**r, 'standin_cuda_torch': False})]))"
     )
-    with image_run.working_container(ascend_image) as container:
-        out = image_run.buildah_run(container, ["python3", "-c", script])
-    standin_cuda, (no_cuda_ok, no_cuda), (torch_ok, torch) = json.loads(out.strip().splitlines()[-1])
+    standin_cuda, (no_cuda_ok, no_cuda), (torch_ok, torch) = with_image_check(ascend_image, script)
     if standin_cuda:
         assert not no_cuda_ok and "nvidia-" in no_cuda
         assert not torch_ok and "+cpu" in torch
@@ -382,7 +379,7 @@ def test_the_no_cuda_check_fails_a_build_that_is_not_a_stand_in(ascend_image: st
         assert no_cuda_ok and torch_ok, (no_cuda, torch)
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_image_config(ascend_image: str) -> None:
     info = json.loads(
         subprocess.run(["podman", "image", "inspect", ascend_image], capture_output=True, text=True, check=True).stdout
@@ -397,25 +394,23 @@ def test_image_config(ascend_image: str) -> None:
     assert labels["org.opencontainers.image.base.name"] == image_build.STANDIN_BASE_STAGE
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_the_parser_check_rejects_what_vllm_rejects(ascend_image: str) -> None:
     """The vllm-parser check is vLLM's own parser: an unknown flag and an unknown cudagraph mode fail it."""
     script = (
-        "import json, sys; sys.path.insert(0, '/opt/llama-ascend'); import image_check as c; "
+        "import json; import image_check as c; "
         "print(json.dumps(c.vllm_parse({"
         "'flag': ['python3', '-m', 'x', '--model', '/m', '--no-such-flag'], "
         "'mode': ['python3', '-m', 'x', '--compilation-config', '{\"cudagraph_mode\": \"NOPE\"}'], "
         "'ok': ['python3', '-m', 'x', '--model', '/m', '--tensor-parallel-size', '2']})))"
     )
-    with image_run.working_container(ascend_image) as container:
-        out = image_run.buildah_run(container, ["python3", "-c", script])
-    results = json.loads(out.strip().splitlines()[-1])
+    results = with_image_check(ascend_image, script)
     assert results["ok"][0], results
     assert not results["flag"][0] and "unrecognized arguments: --no-such-flag" in results["flag"][1]
     assert not results["mode"][0] and "NOPE" in results["mode"][1]
 
 
-@image_tier
+@pytest.mark.image_tier
 def test_nothing_of_the_build_is_left(ascend_image: str) -> None:
     with image_run.mounted(ascend_image) as root:
         assert not (root / "src").exists() and not (root / "tmp/wheels").exists()

@@ -1,6 +1,6 @@
 """The Grafana dashboard and the alerts, proven against the real things.
 
-- The shipped files are what their generators write (scripts/gen_dashboard.py, scripts/gen_rules.py).
+- The shipped files are what their generators write (llama_ascend_dev.dashboard, llama_ascend_dev.alert_rules).
 - `promtool check rules` is clean and `promtool test rules` passes one hand-written test file per alert
   (helm/llama-ascend/monitoring/tests/): it fires on a synthetic series and stays quiet on a healthy one.
 - Every metric name is defined: `vllm:` names in vLLM 0.18.0's source release, the others on the live servers; names
@@ -30,19 +30,14 @@ import httpx
 import pytest
 import yaml
 
-from llama_ascend_dev import server_process
+from llama_ascend_dev import ROOT, alert_rules, helm_tools, metric_names, server_process
+from llama_ascend_dev import dashboard as dashboard_generator
 
-ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "llama-ascend"
 MONITORING = CHART / "monitoring"
 RULES = MONITORING / "llama-ascend-rules.yaml"
 DASHBOARD = CHART / "dashboards" / "llama-ascend.json"
 NPU_FIXTURE = ROOT / "tests" / "fixtures" / "npu-smi" / "910b-reference-vllm.txt"
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import gen_dashboard  # noqa: E402
-import install_helm_tools  # noqa: E402
-import metric_names  # noqa: E402
 
 NAMESPACE, POD, ROUTER_POD = "llama-test", "llama-0", "router-0"
 JOB, ROUTER_JOB = "llama-ascend", "llama-ascend-router"  # the plain rules file's selectors
@@ -94,7 +89,7 @@ def tool(name: str) -> Path:
 
 
 def need_helm() -> None:
-    if install_helm_tools.find("helm4") is None:
+    if helm_tools.find("helm4") is None:
         pytest.skip("helm4 is not installed: run `make helm-tools`")
 
 
@@ -102,16 +97,14 @@ def need_helm() -> None:
 
 
 def test_dashboard_is_what_its_generator_writes() -> None:
-    assert DASHBOARD.read_text() == gen_dashboard.render(), "stale: run python scripts/gen_dashboard.py"
+    assert DASHBOARD.read_text() == dashboard_generator.render(), "stale: run make helm-docs"
 
 
 def test_rules_file_is_the_charts_prometheus_rule() -> None:
     """The plain rules file is the chart's default PrometheusRule (only the selectors differ), not a second copy."""
     need_helm()
-    import gen_rules
-
-    assert RULES.read_text() == gen_rules.render(), "stale: run python scripts/gen_rules.py"
-    chart_default = gen_rules.rendered_rule()["spec"]["groups"]
+    assert RULES.read_text() == alert_rules.render(), "stale: run make helm-docs"
+    chart_default = alert_rules.rendered_rule()["spec"]["groups"]
     plain = yaml.safe_load(RULES.read_text())["groups"]
     as_plain = json.dumps(chart_default).replace(
         'namespace=\\"default\\",job=\\"llama-llama-ascend\\"', 'job=\\"llama-ascend\\"'
@@ -123,9 +116,7 @@ def test_rules_file_is_the_charts_prometheus_rule() -> None:
 def test_thresholds_are_values() -> None:
     """Each threshold, `for` and severity comes from prometheusRule.alerts.* (a changed value changes the rule)."""
     need_helm()
-    import gen_rules
-
-    rule = gen_rules.rendered_rule(
+    rule = alert_rules.rendered_rule(
         "prometheusRule.alerts.kvCacheHigh.threshold=0.75",
         'prometheusRule.alerts.kvCacheHigh.for="3m"',
         'prometheusRule.alerts.kvCacheHigh.severity="critical"',
@@ -643,7 +634,7 @@ def test_docs_commands_render() -> None:
     import shlex
 
     need_helm()
-    helm = install_helm_tools.find("helm4")
+    helm = helm_tools.find("helm4")
     text = DOC.read_text().replace("\\\n", " ")
     commands = [shlex.split(line.strip()) for line in text.splitlines() if line.strip().startswith("helm ")]
     assert len(commands) == 2, commands

@@ -1,14 +1,10 @@
-"""bench/plots.py: plots from small hand-made result documents; the file is a PNG and has the series asked for."""
+"""llama_ascend_dev.plots: plots from small hand-made result documents; the file is a PNG and has the series asked for."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-
-import plots  # noqa: E402
+from llama_ascend_dev import ROOT, plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -84,7 +80,7 @@ def test_fleet_plot_puts_the_setups_side_by_side(tmp_path: Path) -> None:
 
 
 def test_cli_renders_the_committed_results(tmp_path: Path) -> None:
-    """`python bench/plots.py --results DIR` on a copy of the committed sweep.json."""
+    """`python -m llama_ascend_dev.plots --results DIR` on a copy of the committed sweep.json."""
     import shutil
 
     shutil.copy(ROOT / "bench" / "results" / "sweep.json", tmp_path / "sweep.json")

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from llama_ascend.fetch.layout import JOURNAL, MARKER
+from llama_ascend_dev import ROOT
 
 if TYPE_CHECKING:
     from llama_ascend_dev.hub import HubServer
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: where the fetch subprocesses run
 # What the default model.allow_patterns / ignore_patterns select from make_model's files.
 SELECTED = {
     "config.json",

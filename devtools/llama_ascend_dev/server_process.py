@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from llama_ascend.errors import CheckFailed
+from llama_ascend.smoke import auth_headers
 
 
 def free_port() -> int:
@@ -34,7 +35,7 @@ def wait_ready(
     name: str = "the server",
 ) -> float:
     """Seconds until GET /v1/models answers 200; CheckFailed with the log's tail if the server dies or times out."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = auth_headers(api_key)
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if not alive():

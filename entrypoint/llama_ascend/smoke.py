@@ -22,11 +22,15 @@ class CheckResult:
     detail: str
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The headers that carry the server's API key (vLLM's --api-key: a bearer token); none without a key."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 class SmokeClient:
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 120.0):
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.http = httpx.Client(base_url=self.url, headers=auth_headers(api_key), timeout=timeout)
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:

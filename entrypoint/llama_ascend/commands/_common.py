@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from llama_ascend import options
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from llama_ascend.config import Config
 
 SET_HELP = (
@@ -26,6 +28,14 @@ def load_from_args(args: argparse.Namespace) -> Config:
     from llama_ascend.config import load_config
 
     return load_config(args.config, args.sets)
+
+
+def wide_console(min_width: int) -> Console:
+    """A console for a result table: the terminal's width, but at least `min_width` columns (a narrow terminal or a
+    pipe folds the table's cells instead of cutting them)."""
+    from rich.console import Console
+
+    return Console(width=max(min_width, Console().width))
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:

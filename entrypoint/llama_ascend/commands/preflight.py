@@ -5,7 +5,7 @@ import json
 import os
 
 from llama_ascend import options
-from llama_ascend.commands._common import add_config_arguments, load_from_args
+from llama_ascend.commands._common import add_config_arguments, load_from_args, wide_console
 from llama_ascend.errors import PreflightFailed, unusable_path
 
 HELP = (
@@ -80,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(backend: str, findings: list) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -95,4 +94,4 @@ def _print_table(backend: str, findings: list) -> None:
         if not f.ok and f.fix:
             detail += f"\n[dim]fix:[/] {escape(f.fix)}"
         table.add_row(f.check, f"[{colour[f.status]}]{f.status}[/]", detail)
-    Console(width=max(120, Console().width), stderr=False).print(table)
+    wide_console(120).print(table)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import argparse
 
-from llama_ascend.commands._common import add_server_arguments
+from llama_ascend.commands._common import add_server_arguments, wide_console
 
 HELP = "run the reference requests against a running server: a pass/fail table, exit 0 or 1"
 
@@ -19,7 +19,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(smoke.results_json(args.url, results))
     else:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=f"llama-ascend smoke: {args.url}")
@@ -27,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
             table.add_column(column, overflow="fold")
         for r in results:
             table.add_row(r.name, "[green]PASS[/]" if r.passed else "[red]FAIL[/]", r.detail)
-        Console(width=max(120, Console().width)).print(table)
+        wide_console(120).print(table)
     return 0 if all(r.passed for r in results) else 1

@@ -4,7 +4,7 @@ import argparse
 import math
 from pathlib import Path
 
-from llama_ascend.commands._common import add_config_arguments, add_server_arguments, load_from_args
+from llama_ascend.commands._common import add_config_arguments, add_server_arguments, load_from_args, wide_console
 from llama_ascend.errors import ConfigError, unusable_path
 
 HELP = "greedy server output vs transformers on the CPU (same weights/dtype): first token, common prefix; exit 1 if a first token differs"
@@ -68,7 +68,6 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _print_table(url: str, results: list) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -98,7 +97,7 @@ def _print_table(url: str, results: list) -> None:
             where,
             f"[{colour}]{r.verdict}[/]",
         )
-    console = Console(width=max(140, Console().width))
+    console = wide_console(140)
     console.print(table)
     for r in results:
         console.print(

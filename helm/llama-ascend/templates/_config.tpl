@@ -1,6 +1,6 @@
 {{/*
 The entrypoint config as the pods get it: the config model's defaults (files/config-defaults.json, generated from
-llama_ascend.config by scripts/gen_chart_schema.py) with `config:` over them, section by section, as the entrypoint
+llama_ascend.config by llama_ascend_dev.chart_schema) with `config:` over them, section by section, as the entrypoint
 merges a profile over its defaults. The chart reads what it must know (backend, port, TP, ...) from here and never
 restates a default. The ConfigMap still carries `config:` exactly as given.
 */}}

@@ -1,6 +1,6 @@
 {{/*
 The alerts of docs/monitoring.md, one definition: templates/prometheusrule.yaml renders them into a PrometheusRule and
-scripts/gen_rules.py writes the same groups as a plain rules file (monitoring/llama-ascend-rules.yaml). Thresholds,
+llama_ascend_dev.alert_rules writes the same groups as a plain rules file (monitoring/llama-ascend-rules.yaml). Thresholds,
 `for` and severities are values (prometheusRule.alerts.*); Prometheus' own templates ({{`{{ $labels.pod }}`}}) are
 kept verbatim with raw strings.
 */}}

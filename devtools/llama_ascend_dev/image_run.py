@@ -1,14 +1,14 @@
 """Run the llama-ascend image without a Docker engine: buildah (chroot isolation, host network, loopback only) or the
 real docker CLI against `podman system service`. Used by tests/test_image.py; also a command:
 
-    python scripts/image_run.py --image llama-ascend:0.1.0-cpu \
+    python -m llama_ascend_dev.image_run --image llama-ascend:0.1.0-cpu \
         --model-dir ~/.cache/llama-ascend/models/SmolLM2-135M-Instruct
-    python scripts/image_run.py --image ... --model-dir ... --docker      # the same through `docker run`
+    python -m llama_ascend_dev.image_run --image ... --model-dir ... --docker      # the same through `docker run`
 
 Both serve the cpu image's default config on 127.0.0.1:PORT, run `llama-ascend smoke` against it and stop it
 (`--keep` leaves it running until Ctrl-C).
 
-    python scripts/image_run.py --check --image llama-ascend:0.1.0-standin     # = make image-ascend-standin's checks
+    python -m llama_ascend_dev.image_run --check --image llama-ascend:0.1.0-standin  # = make image-ascend-standin's checks
 
 runs the image's own docker/image_check.py (/opt/llama-ascend/image_check.py) as the image's user with buildah: one
 line per check, PASS or FAIL; the exit status is the script's.

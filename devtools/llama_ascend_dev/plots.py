@@ -8,8 +8,8 @@
 
 Both return the series drawn per panel (panel title -> line labels), which the tests count.
 
-    python bench/plots.py                       # bench/results/sweep.json -> sweep.png (and fleet.json -> fleet.png)
-    python bench/plots.py --results DIR
+    python -m llama_ascend_dev.plots                 # bench/results/sweep.json -> sweep.png (and fleet.json -> fleet.png)
+    python -m llama_ascend_dev.plots --results DIR
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt
 
-ROOT = Path(__file__).resolve().parent.parent
+from llama_ascend_dev import ROOT
+
 RESULTS = ROOT / "bench" / "results"
 Series = dict[str, list[str]]
 

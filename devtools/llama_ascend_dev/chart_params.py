@@ -1,8 +1,9 @@
 """The chart's values as documented in values.yaml: `## @section Title` and `## @param dotted.key Description` lines.
 
-Shared by gen_chart_schema.py (descriptions and types of the chart's keys) and gen_chart_readme.py (the tables).
-A description may go on over lines that start with `##` and three spaces. A `## @param` documents a key and everything under it; every key in values.yaml must be documented by itself or by an
-ancestor, and every `@param` must name a key that exists, otherwise `load()` raises with the list of problems.
+Shared by chart_schema (descriptions and types of the chart's keys) and chart_readme (the tables). A description may
+go on over lines that start with `##` and three spaces. A `## @param` documents a key and everything under it; every
+key in values.yaml must be documented by itself or by an ancestor, and every `@param` must name a key that exists,
+otherwise `load()` raises with the list of problems.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from llama_ascend_dev import ROOT
+
 CHART = ROOT / "helm" / "llama-ascend"
 VALUES = CHART / "values.yaml"
 
@@ -110,10 +112,11 @@ def load(path: Path = VALUES) -> ChartValues:
     return ChartValues(values, sections)
 
 
-def generator_main(argv: list[str] | None, script: str, outputs: dict[Path, Callable[[], str]]) -> int:
-    """The command line the generators share: write each target, or with --check exit 1 when one is stale."""
+def generator_main(argv: list[str] | None, module: str, outputs: dict[Path, Callable[[], str]]) -> int:
+    """The command line the generators share (`python -m <module>`): write each target, or with --check exit 1 when
+    one is stale."""
     names = ", ".join(str(target.relative_to(ROOT)) for target in outputs)
-    parser = argparse.ArgumentParser(prog=Path(script).name, description=f"write {names}")
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=f"write {names}")
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is stale")
     args = parser.parse_args(argv)
     stale = False
@@ -126,7 +129,7 @@ def generator_main(argv: list[str] | None, script: str, outputs: dict[Path, Call
             return 2
         if args.check:
             if not target.is_file() or target.read_text(encoding="utf-8") != text:
-                print(f"error: {rel} is stale: run python {script}", file=sys.stderr)
+                print(f"error: {rel} is stale: run `make helm-docs` (or python -m {module})", file=sys.stderr)
                 stale = True
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

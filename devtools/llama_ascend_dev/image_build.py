@@ -1,8 +1,8 @@
 """Build the llama-ascend image (docker/Dockerfile) with buildah, podman or docker, from this machine's setup.
 
-    python scripts/image_build.py --target cpu --local-base          # CI: buildah on a local debootstrap'd base
-    python scripts/image_build.py --target ascend --standin          # CI: the product target on a stand-in CANN base
-    python scripts/image_build.py --target ascend --tool docker --platform linux/arm64
+    python -m llama_ascend_dev.image_build --target cpu --local-base   # CI: buildah on a local debootstrap'd base
+    python -m llama_ascend_dev.image_build --target ascend --standin   # CI: the product target on a stand-in CANN base
+    python -m llama_ascend_dev.image_build --target ascend --tool docker --platform linux/arm64
 
 What it adds to a plain `docker build`:
   * the pins and image metadata as build args (version from pyproject.toml, revision from git);
@@ -15,7 +15,7 @@ What it adds to a plain `docker build`:
     (PIP_NO_INDEX=1). pip's HTTP cache is no help behind proxies that mark downloads uncacheable; this is;
   * ascend target: the vLLM source release (cached, sha256-verified) and any torch/torchvision/torchaudio `+cpu`
     wheels of the pinned versions pip is configured to find locally, linked into docker/wheels; with buildah, PyPI
-    through a read-through cache on loopback (PypiCache: files kept under ~/.cache/llama-ascend/pypi), so a rebuild
+    through a read-through cache on loopback (pypi_cache: files kept under ~/.cache/llama-ascend/pypi), so a rebuild
     downloads nothing it already has;
   * `--local-base`: the cpu target's base made here as `debootstrap --variant=minbase bookworm` + `podman import`,
     for machines that reach Debian's archive but no container registry. `--standin` (ascend target) builds on the
@@ -29,26 +29,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import http.server
 import json
 import os
 import platform as host_platform
 import re
 import shlex
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from llama_ascend.paths import cache_root
+from llama_ascend_dev import ROOT
+from llama_ascend_dev.downloads import DownloadError, cached_download, http_client
+from llama_ascend_dev.pypi_cache import PypiCache
+
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 WHEELS_DIR = ROOT / "docker" / "wheels"
 LOCAL_BASE = "localhost/llama-ascend-base:bookworm-minbase"
@@ -56,8 +56,6 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 BUILDAH_FLAGS = ["--isolation", "chroot", "--network", "host"]
 STANDIN_BASE_STAGE = "cann-standin"
-PYPI_SIMPLE = "https://pypi.org/simple/"
-PYPI_FILES = "https://files.pythonhosted.org/"
 LINKED_MANIFEST = ".linked"  # in docker/wheels: the files this script linked there (others are the user's)
 CPU_GLIBC_MINOR = 36  # Debian bookworm
 ARCHES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
@@ -139,10 +137,6 @@ def pip_find_links(environ: os._Environ[str] | dict[str, str] = os.environ) -> l
     return dirs
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("LLAMA_ASCEND_CACHE") or Path.home() / ".cache" / "llama-ascend").expanduser()
-
-
 def project_dependencies() -> list[str]:
     return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
 
@@ -220,37 +214,6 @@ def link_wheels(wheels: Sequence[Path], target: Path = WHEELS_DIR) -> int:
     return len(linked)
 
 
-def _ssl_context() -> ssl.SSLContext:
-    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or None
-    return ssl.create_default_context(cafile=cafile if cafile and Path(cafile).is_file() else None)
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def cached_download(url: str, sha256: str, directory: Path) -> Path:
-    """A release file by URL, kept in `directory` by name and verified by hash (the cache check_ascend_pins uses)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    dest = directory / url.rsplit("/", 1)[-1]
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    print(f"downloading {url}", flush=True)
-    try:
-        with urllib.request.urlopen(url, timeout=120, context=_ssl_context()) as response, tmp.open("wb") as out:
-            shutil.copyfileobj(response, out, 1 << 20)
-        if sha256_file(tmp) != sha256:
-            raise BuildError(f"{url}: sha256 is {sha256_file(tmp)}, the pin is {sha256}")
-        os.replace(tmp, dest)
-    except (OSError, urllib.error.URLError) as exc:
-        raise BuildError(f"could not download {url}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
 def torch_cpu_wheels(pins: dict[str, str], arch: str, dirs: Sequence[Path]) -> list[Path]:
     """The torch, torchvision and torchaudio `+cpu` wheels of the pinned versions for cp311/`arch` in `dirs`; all
     three or none (one without the others would mix builds)."""
@@ -265,138 +228,6 @@ def torch_cpu_wheels(pins: dict[str, str], arch: str, dirs: Sequence[Path]) -> l
             return []
         found.append(matches[0])
     return found
-
-
-class PypiCache:
-    """PyPI through a read-through cache on 127.0.0.1 for a build (buildah shares the host's network). Index pages
-    are fetched fresh every time and passed through with their file links pointed here; the files, immutable and
-    each named by its hash in the page, are kept under `directory` and served from there afterwards. pip still
-    verifies every file against the page's sha256."""
-
-    def __init__(self, directory: Path, index: str = PYPI_SIMPLE, files: str = PYPI_FILES) -> None:
-        self.directory, self.index, self.files = directory, index.rstrip("/") + "/", files.rstrip("/") + "/"
-        self.hits = self.misses = self.bytes_cached = self.bytes_fetched = 0
-        self._lock = threading.Lock()
-        self._context = _ssl_context()
-        self._server: http.server.ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def pip_conf(self) -> str:
-        return f"[global]\nindex-url = {self.url}/simple/\ntrusted-host = 127.0.0.1\n"
-
-    def summary(self) -> str:
-        return (
-            f"PyPI cache {self.directory}: {self.hits} files ({self.bytes_cached / 1e9:.2f} GB) from the cache, "
-            f"{self.misses} ({self.bytes_fetched / 1e9:.2f} GB) downloaded"
-        )
-
-    def __enter__(self) -> PypiCache:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        cache = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                try:
-                    if self.path.startswith("/simple/"):
-                        cache._page(self)
-                    elif self.path.startswith("/files/"):
-                        cache._file(self)
-                    else:
-                        self.send_error(404)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="pypi-cache", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    def _upstream(self, url: str, handler: http.server.BaseHTTPRequestHandler) -> urllib.request.Request:
-        headers = {"User-Agent": handler.headers.get("User-Agent", "pip")}
-        if handler.headers.get("Accept"):
-            headers["Accept"] = handler.headers["Accept"]
-        return urllib.request.Request(url, headers=headers)
-
-    def _page(self, handler: http.server.BaseHTTPRequestHandler) -> None:
-        url = self.index + handler.path.removeprefix("/simple/")
-        try:
-            with urllib.request.urlopen(self._upstream(url, handler), timeout=120, context=self._context) as response:
-                body, status, kind = response.read(), response.status, response.headers.get("Content-Type", "")
-        except urllib.error.HTTPError as exc:
-            handler.send_error(exc.code)
-            return
-        body = body.replace(self.files.encode(), f"{self.url}/files/".encode())
-        handler.send_response(status)
-        handler.send_header("Content-Type", kind)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    def _file(self, handler: http.server.BaseHTTPRequestHandler) -> None:
-        relative = handler.path.removeprefix("/files/").split("?", 1)[0].split("#", 1)[0]
-        if not relative or ".." in relative.split("/"):
-            handler.send_error(400)
-            return
-        path = self.directory / relative
-        if path.is_file():
-            size = path.stat().st_size
-            with self._lock:
-                self.hits += 1
-                self.bytes_cached += size
-            handler.send_response(200)
-            handler.send_header("Content-Type", "application/octet-stream")
-            handler.send_header("Content-Length", str(size))
-            handler.end_headers()
-            with path.open("rb") as f:
-                shutil.copyfileobj(f, handler.wfile, 1 << 20)
-            return
-        try:
-            response = urllib.request.urlopen(
-                self._upstream(self.files + relative, handler), timeout=120, context=self._context
-            )
-        except urllib.error.HTTPError as exc:
-            handler.send_error(exc.code)
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-        expected = response.headers.get("Content-Length")
-        try:
-            with response, tmp.open("wb") as out:
-                handler.send_response(200)
-                handler.send_header("Content-Type", "application/octet-stream")
-                if expected:
-                    handler.send_header("Content-Length", expected)
-                handler.end_headers()
-                # Streamed as it arrives, but the last chunk only once the file is complete and in place: a
-                # client that has the whole body finds it cached.
-                size, held = 0, b""
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    size += len(chunk)
-                    if held:
-                        handler.wfile.write(held)
-                    held = chunk
-                out.close()
-                if expected is None or int(expected) == size:
-                    os.replace(tmp, path)
-                    with self._lock:
-                        self.misses += 1
-                        self.bytes_fetched += size
-                handler.wfile.write(held)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 class DiskSampler:
@@ -517,7 +348,11 @@ def ascend_args(pins: dict[str, str], arch: str, standin: bool, local_base: bool
     release (so the build does not download it) and, where pip is configured to find them, the `+cpu` torch wheels
     (then the PyTorch index is not needed)."""
     args: dict[str, str] = {}
-    sdist = cached_download(pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"], cache_root() / "upstream")
+    try:
+        with http_client() as client:
+            sdist = cached_download(client, pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"])
+    except DownloadError as exc:
+        raise BuildError(str(exc)) from exc
     torch = torch_cpu_wheels(pins, arch, [*pip_find_links(), WHEELS_DIR]) if arch == "x86_64" else []
     if torch:
         print(f"torch `+cpu` wheels at hand: {', '.join(w.name for w in torch)}", flush=True)

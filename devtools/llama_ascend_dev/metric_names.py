@@ -1,14 +1,13 @@
-#!/usr/bin/env python3
 """Every metric name the Grafana dashboard and the alerts use, and where each one is defined.
 
 The dashboard (helm/llama-ascend/dashboards/llama-ascend.json) and the plain rules file
 (helm/llama-ascend/monitoring/llama-ascend-rules.yaml, rendered from the chart) are read as shipped; the names come
 out of their PromQL. `vllm:` names are checked against vLLM 0.18.0's own source: the source release the Dockerfile
-builds (VLLM_SDIST_URL, verified by VLLM_SDIST_SHA256), downloaded and cached by scripts/check_ascend_pins.py.
+builds (VLLM_SDIST_URL, verified by VLLM_SDIST_SHA256), downloaded and cached by llama_ascend_dev.ascend_pins.
 Names vLLM removed (`vllm:gpu_cache_usage_perc`, ...) are refused by name. tests/test_monitoring.py runs the same
 checks and, against the live servers, the other families (HTTP, exporter, router).
 
-    python scripts/metric_names.py      # list the names, check the vllm: ones against the 0.18.0 source release
+    python -m llama_ascend_dev.metric_names   # list the names, check the vllm: ones against the 0.18.0 source release
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chart_params
-
-DASHBOARD = chart_params.CHART / "dashboards" / "llama-ascend.json"
-RULES = chart_params.CHART / "monitoring" / "llama-ascend-rules.yaml"
+from llama_ascend_dev.alert_rules import RULES
+from llama_ascend_dev.dashboard import DASHBOARD
+from llama_ascend_dev.downloads import Sdist, cached_download, http_client
+from llama_ascend_dev.image_build import dockerfile_args
 
 # Names vLLM removed, with what replaced them: anchors' dashboards still chart some of them and stay empty on 0.18.
 REMOVED = {
@@ -123,7 +121,7 @@ def known(name: str, defined: set[str]) -> bool:
     return any(candidate in defined for candidate in base_names(name))
 
 
-def vllm_source_names(sdist: Any) -> set[str]:
+def vllm_source_names(sdist: Sdist) -> set[str]:
     """Every `vllm:...` metric name in the source release's Python files (loggers, spec decode, KV connectors)."""
     names: set[str] = set()
     for member in sdist.names("vllm/"):
@@ -132,13 +130,11 @@ def vllm_source_names(sdist: Any) -> set[str]:
     return names
 
 
-def vllm_sdist() -> Any:
-    """vLLM 0.18.0's source release, downloaded once and verified (check_ascend_pins' cache and helper)."""
-    import check_ascend_pins as pins
-
-    args = pins.dockerfile_args()
-    with pins._client() as client:
-        return pins.Sdist(pins.download(client, args["VLLM_SDIST_URL"], args["VLLM_SDIST_SHA256"]))
+def vllm_sdist() -> Sdist:
+    """vLLM 0.18.0's source release, downloaded once and verified (the pin checker's cache)."""
+    pins = dockerfile_args()
+    with http_client() as client:
+        return Sdist(cached_download(client, pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"]))
 
 
 def check_vllm(used: Iterable[str], source: set[str]) -> list[str]:

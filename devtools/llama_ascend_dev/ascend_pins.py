@@ -4,11 +4,18 @@ that vLLM 0.18.0 and vLLM-Ascend 0.18.0 accept. So a wrong pin or flag fails her
 1. Releases: the vLLM source release the Dockerfile builds (VLLM_SDIST_URL, verified against VLLM_SDIST_SHA256) and
    vLLM-Ascend's release files on PyPI (wheel per architecture, source release).
 2. Resolution, per architecture (x86_64, aarch64), for CPython 3.11 on the CANN base's glibc, binary wheels only,
-   with `pip install --dry-run --report` - in the Dockerfile's order: vLLM's own requirements (from its source
-   release; the `empty` target installs requirements/common.txt + the `audio` extra), then vLLM-Ascend's requirements
-   with our pins. A pinned dependency published only as a source release (arctic-inference) is checked to exist and
-   its declared requirements join the resolve. Then every requirement of both is checked against the final versions:
-   a conflict fails unless it is named in the Dockerfile's ACCEPTED_CONFLICTS.
+   with `pip install --dry-run --report`, step by step as the Dockerfile's ascend stage installs: the torch step and
+   the vLLM step (torch, vLLM's build requirements, vLLM's own requirements from its source release - the `empty`
+   target installs requirements/common.txt + the `audio` extra - transformers and prometheus-fastapi-instrumentator
+   by their *_SPEC args); the vllm-ascend step (vLLM-Ascend's and torch-npu's requirements without triton-ascend,
+   torch, torchvision and torchaudio, numpy, transformers, prometheus-fastapi-instrumentator); our package's
+   dependencies. Each later step keeps what the earlier ones installed where it satisfies, as pip does. Upstream
+   triton is dropped after each step (drop_upstream_triton), triton-ascend goes in last without its dependencies,
+   and on x86_64 the torch builds are the `+cpu` ones (torch_local). A pinned dependency published only as a source
+   release (arctic-inference) is checked to exist and its declared requirements join the resolve. Then `pip check`
+   is run on the model of the image (every requirement of every installed distribution, vLLM, vLLM-Ascend and
+   triton-ascend included): a finding fails unless the package it is about is named in the Dockerfile's
+   ACCEPTED_CONFLICTS, the list the image's own `pip check` gate (docker/image_check.py) reads too.
 3. Arguments: `llama-ascend render --json` for the reference config and variants that reach every branch of render;
    each flag must be defined by vLLM 0.18.0's OpenAI server parser (read statically, with `ast`, from
    vllm/engine/arg_utils.py and vllm/entrypoints/openai/cli_args.py of the source release), JSON option keys must be
@@ -29,13 +36,11 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
-import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -49,22 +54,24 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from image_build import ROOT, dockerfile_args
+from llama_ascend_dev import ROOT
+from llama_ascend_dev.downloads import DownloadError, Sdist, cached_download, http_client
+from llama_ascend_dev.image_build import dockerfile_args, project_dependencies
+from llama_ascend_dev.pypi_cache import PYPI_SIMPLE
+from llama_ascend_dev.vllm_sources import (
+    AscendArgs,
+    VllmArgs,
+    graph_mode_problem,
+    parse_vllm,
+    parse_vllm_ascend,
+    quantization_problem,
+)
 
 ARCHES = ("x86_64", "aarch64")
 PYTHON = "3.11"
 GLIBC = (2, 35)  # Ubuntu 22.04, the CANN 8.5.1 base
-PYPI_SIMPLE = "https://pypi.org/simple"
 REFERENCE_CONFIG = ROOT / "config" / "llama-3.1-8b-instruct.yaml"
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("LLAMA_ASCEND_CACHE") or Path.home() / ".cache" / "llama-ascend"
-    path = Path(root).expanduser() / "upstream"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass
@@ -93,11 +100,6 @@ def _index_url() -> str:
     return (os.environ.get("PIP_INDEX_URL") or PYPI_SIMPLE).rstrip("/")
 
 
-def _client() -> httpx.Client:
-    verify: str | bool = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or True
-    return httpx.Client(timeout=120, follow_redirects=True, verify=verify)
-
-
 def project_files(client: httpx.Client, name: str) -> list[dict]:
     """The files of a project on the index (PEP 691 JSON): filename, url, hashes."""
     response = client.get(
@@ -108,49 +110,6 @@ def project_files(client: httpx.Client, name: str) -> list[dict]:
     for item in files:
         item["url"] = str(httpx.URL(str(response.url)).join(item["url"]))
     return files
-
-
-def download(client: httpx.Client, url: str, sha256: str) -> Path:
-    """A release file, cached by name and verified by hash."""
-    dest = cache_dir() / url.rsplit("/", 1)[-1].split("#")[0]
-    if dest.is_file() and sha256_file(dest) == sha256:
-        return dest
-    tmp = dest.with_suffix(dest.suffix + ".part")
-    with client.stream("GET", url) as response:
-        response.raise_for_status()
-        with tmp.open("wb") as out:
-            for chunk in response.iter_bytes(1 << 20):
-                out.write(chunk)
-    actual = sha256_file(tmp)
-    if actual != sha256:
-        tmp.unlink()
-        raise ValueError(f"{url}: sha256 {actual}, expected {sha256}")
-    tmp.replace(dest)
-    return dest
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-class Sdist:
-    """Read files of a source release without unpacking it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._tar = tarfile.open(path)  # noqa: SIM115 - read for as long as the Sdist lives
-        self._prefix = self._tar.getnames()[0].split("/")[0]
-
-    def read(self, member: str) -> str:
-        extracted = self._tar.extractfile(f"{self._prefix}/{member}")
-        if extracted is None:
-            raise FileNotFoundError(member)
-        return extracted.read().decode()
-
-    def names(self, prefix: str) -> list[str]:
-        start = f"{self._prefix}/{prefix}"
-        return [n[len(self._prefix) + 1 :] for n in self._tar.getnames() if n.startswith(start)]
 
 
 def release_file(files: list[dict], filename: str) -> dict | None:
@@ -255,12 +214,58 @@ class Unresolvable(Exception):
         self.output = output
 
 
+@dataclass(frozen=True)
+class Installed:
+    """A distribution as `pip check` sees it in the image: its version and its Requires-Dist (markers kept)."""
+
+    version: Version
+    requires: tuple[str, ...] = ()
+
+
+# What the ascend target's RUN steps do besides installing what they resolve (docker/Dockerfile, docker/ascend-build.sh).
+UPSTREAM_TRITON = "triton"  # drop_upstream_triton removes it after every step: triton-ascend owns triton/
+INSTALLED_LAST = "triton-ascend"  # `pip install --no-deps` once upstream triton is gone (ascend-requires.py's LAST)
+TORCH_BUILDS = {"torch": "TORCH_VERSION", "torchvision": "TORCHVISION_VERSION", "torchaudio": "TORCHAUDIO_VERSION"}
+
+
+def vllm_step_requirements(pins: dict[str, str], vllm_sdist: Sdist) -> list[str]:
+    """The torch step and the vLLM step: torch and vLLM's build requirements (the build is --no-build-isolation, they
+    stay in the venv), then vLLM's own requirements with torch, transformers and prometheus-fastapi-instrumentator.
+    One resolve: pip keeps what the torch step installed wherever it satisfies the vLLM step."""
+    return [
+        f"torch=={pins['TORCH_VERSION']}",
+        *pins["VLLM_BUILD_REQUIRES"].split(),
+        *vllm_requirements(vllm_sdist),
+        f"transformers{pins['TRANSFORMERS_SPEC']}",
+        f"prometheus-fastapi-instrumentator{pins['PROMETHEUS_FASTAPI_INSTRUMENTATOR_SPEC']}",
+    ]
+
+
+def ascend_step_requirements(pins: dict[str, str], ascend_requires: Iterable[str]) -> list[str]:
+    """The vllm-ascend step: vLLM-Ascend's and torch-npu's requirements (torch-npu's come with `torch-npu==X`), less
+    triton-ascend, with torch, torchvision and torchaudio, numpy, transformers and prometheus-fastapi-instrumentator."""
+    own = [r for r in ascend_requires if canonicalize_name(Requirement(r).name) != INSTALLED_LAST]
+    return [
+        *own,
+        f"torch-npu=={pins['TORCH_NPU_VERSION']}",
+        *(f"{name}=={pins[pin]}" for name, pin in TORCH_BUILDS.items()),
+        f"numpy{pins['NUMPY_SPEC']}",
+        f"transformers{pins['TRANSFORMERS_SPEC']}",
+        f"prometheus-fastapi-instrumentator{pins['PROMETHEUS_FASTAPI_INSTRUMENTATOR_SPEC']}",
+    ]
+
+
+def torch_local(arch: str) -> str:
+    """The local version of the torch builds the product image takes (ascend-build.sh's torch_local)."""
+    return "+cpu" if arch == "x86_64" else ""
+
+
 def resolve(
     requirements: list[Requirement],
     arch: str,
     constraints: dict[str, Version] | None = None,
     extra_index: str | None = None,
-) -> dict[str, Version]:
+) -> dict[str, Installed]:
     """`pip install --dry-run --report` for cp311 on `arch`, binary wheels only, against PyPI (or $PIP_INDEX_URL).
     `constraints` pin what an earlier install step left (pip keeps installed versions that satisfy)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in ("PIP_CERT", "PIP_INDEX_URL")}
@@ -298,7 +303,12 @@ def resolve(
         if result.returncode != 0:
             raise Unresolvable((result.stdout + result.stderr).strip())
         installed = json.loads(report.read_text())["install"]
-    return {canonicalize_name(i["metadata"]["name"]): Version(i["metadata"]["version"]) for i in installed}
+    return {
+        canonicalize_name(i["metadata"]["name"]): Installed(
+            Version(i["metadata"]["version"]), tuple(i["metadata"].get("requires_dist") or ())
+        )
+        for i in installed
+    }
 
 
 def _missing_pin(output: str) -> str | None:
@@ -313,11 +323,11 @@ def resolve_with_source_builds(
     report: Report,
     constraints: dict[str, Version] | None = None,
     extra_index: str | None = None,
-) -> dict[str, Version]:
+) -> dict[str, Installed]:
     """Resolve; a `name==version` with no wheel but a source release on the index is taken out of the binary
     resolve (pip builds it in the image) and its own declared requirements go in instead."""
     requirements = list(requirements)
-    source_builds: dict[str, Version] = {}
+    source_builds: dict[str, Installed] = {}
     for _ in range(5):
         try:
             resolved = resolve(requirements, arch, constraints, extra_index)
@@ -333,22 +343,23 @@ def resolve_with_source_builds(
             sdist = release_file(project_files(client, name), f"{name.replace('-', '_')}-{version}.tar.gz")
             if sdist is None:
                 raise
-            path = download(client, sdist["url"], sdist["hashes"]["sha256"])
+            requires = sdist_requires(cached_download(client, sdist["url"], sdist["hashes"]["sha256"]))
             report.note(f"{arch}: {name}=={version} has no cp311 wheel; pip builds it from its source release")
             requirements.remove(req)
-            requirements += applicable(sdist_requires(path), arch)
-            source_builds[name] = Version(version)
+            requirements += applicable(requires, arch)
+            source_builds[name] = Installed(Version(version), tuple(requires))
     raise Unresolvable("too many source-only pins")
 
 
 def _resolve_keeping(
     client: httpx.Client,
+    step: str,
     requirements: list[Requirement],
     arch: str,
     report: Report,
     keep: dict[str, Version],
     extra_index: str | None,
-) -> dict[str, Version]:
+) -> dict[str, Installed]:
     """Resolve with `keep` as constraints; a kept version that blocks the resolve is released (pip would move it too),
     one round per conflict pip names."""
     keep = dict(keep)
@@ -363,8 +374,24 @@ def _resolve_keeping(
             if not blocking & set(keep):
                 raise
             for name in blocking & set(keep):
-                report.note(f"{arch}: the vllm-ascend step moves {name} from the vLLM step's {keep.pop(name)}")
+                report.note(f"{arch}: the {step} moves {name} from {keep.pop(name)}")
     return resolve_with_source_builds(client, requirements, arch, report, None, extra_index)
+
+
+def _kept(installed: dict[str, Installed], requirements: list[Requirement], direct_only: bool) -> dict[str, Version]:
+    """What a later `pip install` keeps of the installed packages where they satisfy its requirements (pip's
+    only-if-needed strategy): the constraints of its resolve. `direct_only`: only those it asks for by name."""
+    direct = {canonicalize_name(r.name) for r in requirements}
+    return {
+        name: package.version
+        for name, package in installed.items()
+        if (name in direct or not direct_only)
+        and all(
+            r.specifier.contains(package.version, prereleases=True)
+            for r in requirements
+            if canonicalize_name(r.name) == name
+        )
+    }
 
 
 def _reachable(client: httpx.Client, url: str) -> bool:
@@ -377,11 +404,11 @@ def _reachable(client: httpx.Client, url: str) -> bool:
 
 def _without_local_torch(
     client: httpx.Client, requirements: list[Requirement], arch: str, pins: dict[str, str], report: Report
-) -> tuple[list[Requirement], dict[str, Version]]:
+) -> tuple[list[Requirement], dict[str, Installed]]:
     """torch-npu's x86_64 wheels require `torch==X+cpu`, which only the PyTorch CPU index has. Without that index:
     check the wheel exists and that X is the TORCH_VERSION pin, then resolve with PyPI's torch X in its place."""
     out: list[Requirement] = []
-    substituted: dict[str, Version] = {}
+    substituted: dict[str, Installed] = {}
     for req in requirements:
         pinned = [s.version for s in req.specifier if s.operator == "=="]
         if canonicalize_name(req.name) != "torch-npu" or not pinned:
@@ -391,8 +418,8 @@ def _without_local_torch(
         if wheel is None:
             out.append(req)  # the resolve reports it missing
             continue
-        torch_reqs = [Requirement(r) for r in wheel_requires(download(client, wheel["url"], wheel["hashes"]["sha256"]))]
-        local = [r for r in torch_reqs if r.name == "torch" and "+" in str(r.specifier)]
+        requires = wheel_requires(cached_download(client, wheel["url"], wheel["hashes"]["sha256"]))
+        local = [r for r in map(Requirement, requires) if r.name == "torch" and "+" in str(r.specifier)]
         if not local:
             out.append(req)
             continue
@@ -403,21 +430,46 @@ def _without_local_torch(
         report.note(
             f"{arch}: torch-npu {pinned[0]} requires `{local[0]}` (PyTorch CPU index); resolved with PyPI's torch {public}"
         )
-        substituted[canonicalize_name(req.name)] = Version(pinned[0])
+        substituted[canonicalize_name(req.name)] = Installed(Version(pinned[0]), tuple(requires))
     return out, substituted
 
 
-def conflicts(final: dict[str, Version], requirements: Iterable[Requirement]) -> list[str]:
-    out = []
-    for req in requirements:
-        name = canonicalize_name(req.name)
-        if name in final and not req.specifier.contains(final[name], prereleases=True):
-            out.append(f"{name} {final[name]} does not satisfy `{req}`")
-    return out
+def with_local_torch(installed: dict[str, Installed], arch: str) -> dict[str, Installed]:
+    """The torch builds as the image has them: `X+cpu` on x86_64 where the resolve (PyPI only) found X."""
+    local = torch_local(arch)
+    return {
+        name: Installed(Version(f"{p.version}{local}"), p.requires)
+        if name in TORCH_BUILDS and local and not p.version.local
+        else p
+        for name, p in installed.items()
+    }
+
+
+def pip_check(installed: dict[str, Installed], arch: str) -> list[tuple[str, str]]:
+    """What `pip check` reports on `installed`: (the required package, the finding) per requirement of an installed
+    distribution that is missing or not met. Markers are evaluated for `arch` and without extras, as pip check does."""
+    env = {**marker_env(arch), "extra": ""}
+    findings: list[tuple[str, str]] = []
+    for name, package in sorted(installed.items()):
+        for text in package.requires:
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate(env):
+                continue
+            required = canonicalize_name(req.name)
+            have = installed.get(required)
+            if have is None:
+                findings.append((required, f"{name} {package.version} requires {req}, which is not installed"))
+            elif not req.specifier.contains(have.version, prereleases=True):
+                findings.append(
+                    (
+                        required,
+                        f"{name} {package.version} has requirement {req}, but you have {required} {have.version}",
+                    )
+                )
+    return findings
 
 
 def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdist, report: Report) -> None:
-    accepted = {canonicalize_name(n) for n in pins.get("ACCEPTED_CONFLICTS", "").replace(",", " ").split()}
     version = pins["VLLM_ASCEND_VERSION"]
     files = project_files(client, "vllm-ascend")
     source = release_file(files, f"vllm_ascend-{version}.tar.gz")
@@ -425,342 +477,89 @@ def check_resolution(client: httpx.Client, pins: dict[str, str], vllm_sdist: Sdi
         report.ok(f"vllm-ascend {version} source release on the index ({source['filename']})")
     else:
         report.fail(f"vllm-ascend {version} has no source release on the index: VLLM_ASCEND_VERSION")
-    pins_reqs = [
-        f"torch=={pins['TORCH_VERSION']}",
-        f"torch-npu=={pins['TORCH_NPU_VERSION']}",
-        f"triton-ascend=={pins['TRITON_ASCEND_VERSION']}",
-        f"transformers{pins['TRANSFORMERS_SPEC']}",
-        f"numpy{pins['NUMPY_SPEC']}",
-    ]
     torch_index = pins.get("TORCH_INDEX_URL") or None
     if torch_index and not _reachable(client, torch_index):
         report.note(f"the PyTorch CPU index {torch_index} (TORCH_INDEX_URL) is not reachable from here: PyPI only")
         torch_index = None
+    triton_files = project_files(client, INSTALLED_LAST)
     for arch in ARCHES:
         wheel = cp311_wheel(files, "vllm-ascend", version, arch)
         if wheel:
-            requires = wheel_requires(download(client, wheel["url"], wheel["hashes"]["sha256"]))
+            requires = wheel_requires(cached_download(client, wheel["url"], wheel["hashes"]["sha256"]))
             report.ok(f"{arch}: vllm-ascend {version} wheel {wheel['filename']}")
         elif source:
-            requires = sdist_requires(download(client, source["url"], source["hashes"]["sha256"]))
+            requires = sdist_requires(cached_download(client, source["url"], source["hashes"]["sha256"]))
             report.note(f"{arch}: no vllm-ascend {version} cp311 wheel; the image builds it from the source release")
         else:
             report.fail(f"{arch}: vllm-ascend {version} has neither a cp311 wheel nor a source release")
             continue
-        vllm_reqs = applicable(vllm_requirements(vllm_sdist), arch)
-        ascend_reqs = applicable(requires, arch) + applicable(pins_reqs, arch)
-        step2_reqs, substituted = list(ascend_reqs), dict[str, Version]()
-        if not torch_index:
-            step2_reqs, substituted = _without_local_torch(client, step2_reqs, arch, pins, report)
-        try:
-            step1 = resolve_with_source_builds(client, vllm_reqs, arch, report)
-            report.ok(f"{arch}: vLLM {pins['VLLM_VERSION']} requirements resolve ({len(step1)} packages)")
-            # The second `pip install` keeps an installed package it asks for directly when the installed version
-            # satisfies (pip's only-if-needed strategy): those go in as constraints; everything else may move.
-            direct = {canonicalize_name(r.name) for r in step2_reqs}
-            keep = {
-                name: v
-                for name, v in step1.items()
-                if name in direct
-                and all(
-                    r.specifier.contains(v, prereleases=True) for r in step2_reqs if canonicalize_name(r.name) == name
-                )
-            }
-            step2 = _resolve_keeping(client, step2_reqs, arch, report, keep, torch_index)
-            step2.update(substituted)
-            report.ok(f"{arch}: vllm-ascend {version} + pins resolve on top ({len(step2)} packages)")
-        except Unresolvable as exc:
-            lines = [line for line in exc.output.splitlines() if line.startswith("ERROR")]
-            report.fail(f"{arch}: the pins do not resolve: {' | '.join(lines[-2:]) or exc.output[-400:]}")
+        triton_version = pins["TRITON_ASCEND_VERSION"]
+        triton_wheel = cp311_wheel(triton_files, INSTALLED_LAST, triton_version, arch)
+        if triton_wheel is None:
+            report.fail(f"{arch}: triton-ascend {triton_version} has no cp311 wheel: TRITON_ASCEND_VERSION")
             continue
-        final = {**step1, **step2}
-        for name, pin in (("torch", "TORCH_VERSION"), ("torch-npu", "TORCH_NPU_VERSION")):
-            if str(final.get(name)) != pins[pin]:
-                report.fail(f"{arch}: {name} resolved to {final.get(name)}, the pin {pin} is {pins[pin]}")
-        for problem in conflicts(final, vllm_reqs + ascend_reqs):
-            name = problem.split()[0]
-            if name in accepted:
-                report.note(f"{arch}: accepted conflict (ACCEPTED_CONFLICTS): {problem}")
-            else:
-                report.fail(
-                    f"{arch}: {problem} - fix the pins, or add {name} to ACCEPTED_CONFLICTS if upstream ships it"
-                )
+        triton_requires = wheel_requires(cached_download(client, triton_wheel["url"], triton_wheel["hashes"]["sha256"]))
+        installed_apart = {
+            "vllm": Installed(Version(pins["VLLM_VERSION"]), tuple(vllm_requirements(vllm_sdist))),
+            "vllm-ascend": Installed(Version(version), tuple(requires)),
+            INSTALLED_LAST: Installed(Version(triton_version), tuple(triton_requires)),
+        }
+        _check_arch(client, pins, arch, vllm_sdist, requires, installed_apart, torch_index, report)
+
+
+def _check_arch(
+    client: httpx.Client,
+    pins: dict[str, str],
+    arch: str,
+    vllm_sdist: Sdist,
+    ascend_requires: list[str],
+    installed_apart: dict[str, Installed],
+    torch_index: str | None,
+    report: Report,
+) -> None:
+    """The ascend target's install steps on `arch`, then `pip check` over what the image ends with."""
+    vllm_reqs = applicable(vllm_step_requirements(pins, vllm_sdist), arch)
+    ascend_reqs = applicable(ascend_step_requirements(pins, ascend_requires), arch)
+    project_reqs = applicable(project_dependencies(), arch)
+    substituted: dict[str, Installed] = {}
+    if not torch_index:
+        ascend_reqs, substituted = _without_local_torch(client, ascend_reqs, arch, pins, report)
+    try:
+        step1 = resolve_with_source_builds(client, vllm_reqs, arch, report)
+        step1.pop(UPSTREAM_TRITON, None)
+        report.ok(f"{arch}: the torch and vLLM {pins['VLLM_VERSION']} steps resolve ({len(step1)} packages)")
+        keep = _kept(step1, ascend_reqs, direct_only=True)
+        step2 = _resolve_keeping(client, "vllm-ascend step", ascend_reqs, arch, report, keep, torch_index)
+        step2.pop(UPSTREAM_TRITON, None)
+        report.ok(f"{arch}: the vllm-ascend {pins['VLLM_ASCEND_VERSION']} step resolves on top ({len(step2)} packages)")
+        keep = _kept({**step1, **step2}, project_reqs, direct_only=False)
+        step3 = _resolve_keeping(client, "project step", project_reqs, arch, report, keep, torch_index)
+        report.ok(f"{arch}: our package's dependencies resolve on top ({len(step3)} packages)")
+    except Unresolvable as exc:
+        lines = [line for line in exc.output.splitlines() if line.startswith("ERROR")]
+        report.fail(f"{arch}: the pins do not resolve: {' | '.join(lines[-2:]) or exc.output[-400:]}")
+        return
+    image = with_local_torch({**step1, **step2, **step3, **substituted, **installed_apart}, arch)
+    if UPSTREAM_TRITON in image:
+        report.fail(f"{arch}: our package's dependencies bring upstream triton back after drop_upstream_triton")
+    pinned = {**TORCH_BUILDS, "torch-npu": "TORCH_NPU_VERSION", INSTALLED_LAST: "TRITON_ASCEND_VERSION"}
+    for name, pin in pinned.items():
+        found = image[name].version.public if name in image else None
+        if found != pins[pin]:
+            report.fail(f"{arch}: the image ends with {name} {found}, the pin {pin} is {pins[pin]}")
+    accepted = {canonicalize_name(n) for n in pins["ACCEPTED_CONFLICTS"].replace(",", " ").split()}
+    for required, finding in pip_check(image, arch):
+        if required in accepted:
+            report.note(f"{arch}: accepted by ACCEPTED_CONFLICTS: {finding}")
+        else:
+            report.fail(
+                f"{arch}: pip check: {finding} - fix the pins, or add {required} to ACCEPTED_CONFLICTS if upstream "
+                "ships it"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Arguments: vLLM 0.18.0's parser and vLLM-Ascend 0.18.0's platform, read statically from the source releases
-
-
-@dataclass
-class VllmArgs:
-    flags: set[str]
-    bool_flags: set[str]
-    compilation_fields: set[str]
-    graph_modes: set[str]
-    dtypes: set[str]
-    env_vars: set[str]
-
-
-def _classes(sources: Iterable[str]) -> dict[str, ast.ClassDef]:
-    found: dict[str, ast.ClassDef] = {}
-    for text in sources:
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.ClassDef):
-                found.setdefault(node.name, node)
-    return found
-
-
-def _fields(cls: ast.ClassDef, classes: dict[str, ast.ClassDef]) -> dict[str, str]:
-    """Annotated class attributes (dataclass fields) with their annotation text, base classes first."""
-    fields: dict[str, str] = {}
-    for base in cls.bases:
-        if isinstance(base, ast.Name) and base.id in classes:
-            fields.update(_fields(classes[base.id], classes))
-    for node in cls.body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            fields[node.target.id] = ast.unparse(node.annotation)
-    return fields
-
-
-def _is_bool(annotation: str) -> bool:
-    return re.search(r"\bbool\b", annotation) is not None
-
-
-def parse_vllm(sdist: Sdist) -> VllmArgs:
-    config_sources = [sdist.read(n) for n in sdist.names("vllm/config/") if n.endswith(".py")]
-    arg_utils = sdist.read("vllm/engine/arg_utils.py")
-    cli_args = sdist.read("vllm/entrypoints/openai/cli_args.py")
-    classes = _classes([*config_sources, arg_utils, cli_args])
-    flags: set[str] = set()
-    bool_flags: set[str] = set()
-
-    # arg_utils.py / cli_args.py: add_argument("--x", "-y", **group_kwargs["field"]) where group_kwargs = get_kwargs(C)
-    for text in (arg_utils, cli_args):
-        tree = ast.parse(text)
-        kwarg_sources: dict[str, str] = {}
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Assign)
-                and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.Call)
-                and ast.unparse(node.value.func).endswith("get_kwargs")
-                and node.value.args
-                and isinstance(node.value.args[0], ast.Name)
-            ):
-                kwarg_sources[node.targets[0].id] = node.value.args[0].id
-        for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-                continue
-            if node.func.attr != "add_argument":
-                continue
-            names = {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
-            names = {n for n in names if n.startswith("-")}
-            if not names:
-                continue
-            flags |= names
-            is_bool = any(k.arg == "action" and "BooleanOptionalAction" in ast.unparse(k.value) for k in node.keywords)
-            # **group_kwargs["field"], also inside a dict merge: **{**group_kwargs["field"], "default": None}
-            spreads = [k.value for k in node.keywords if k.arg is None]
-            spreads += [
-                v
-                for d in spreads
-                if isinstance(d, ast.Dict)
-                for key, v in zip(d.keys, d.values, strict=True)
-                if key is None
-            ]
-            for spread in spreads:
-                if isinstance(spread, ast.Subscript) and isinstance(spread.value, ast.Name):
-                    cls_name = kwarg_sources.get(spread.value.id)
-                    key = spread.slice
-                    if cls_name in classes and isinstance(key, ast.Constant):
-                        annotation = _fields(classes[cls_name], classes).get(str(key.value), "")
-                        is_bool = is_bool or _is_bool(annotation)
-            if is_bool:
-                bool_flags |= {n for n in names if n.startswith("--")}
-
-    # cli_args.py: FrontendArgs (and its bases) register `--field-name` for every field.
-    for name, annotation in _fields(classes["FrontendArgs"], classes).items():
-        flag = "--" + name.replace("_", "-")
-        flags.add(flag)
-        if _is_bool(annotation):
-            bool_flags.add(flag)
-    flags |= {"--no-" + f[2:] for f in bool_flags}
-
-    compilation_fields = set(_fields(classes["CompilationConfig"], classes))
-    graph_modes = {
-        t.id
-        for node in classes["CUDAGraphMode"].body
-        if isinstance(node, ast.Assign)
-        for t in node.targets
-        if isinstance(t, ast.Name)
-    }
-    dtypes: set[str] = set()
-    for text in config_sources:
-        for node in ast.walk(ast.parse(text)):
-            targets = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
-            if isinstance(node, ast.Assign) and "ModelDType" in targets:
-                strings = [c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant)]
-                dtypes |= {v for v in strings if isinstance(v, str)}
-    return VllmArgs(flags, bool_flags, compilation_fields, graph_modes, dtypes, _env_keys(sdist.read("vllm/envs.py")))
-
-
-def _env_keys(text: str) -> set[str]:
-    """Keys of the `environment_variables` / `env_variables` dict literal of an envs.py."""
-    keys: set[str] = set()
-    for node in ast.walk(ast.parse(text)):
-        target: ast.expr
-        value: ast.expr | None
-        if isinstance(node, ast.AnnAssign):
-            target, value = node.target, node.value
-        elif isinstance(node, ast.Assign):
-            target, value = node.targets[0], node.value
-        else:
-            continue
-        named = isinstance(target, ast.Name) and target.id in ("environment_variables", "env_variables")
-        if named and isinstance(value, ast.Dict):
-            keys |= {k.value for k in value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
-    return keys
-
-
-@dataclass
-class AscendArgs:
-    graph_modes: set[str]  # the cudagraph modes platform.py runs as they are
-    quantizations: set[str]  # NPUPlatform.supported_quantization: vLLM refuses any other method at start
-    additional_config_keys: set[str]
-    env_vars: set[str]
-    # modes platform.py replaces by another one before it runs them: {FULL_AND_PIECEWISE: PIECEWISE}
-    graph_mode_rewrites: dict[str, str] = field(default_factory=dict)
-    # methods vllm_ascend registers with vLLM (@register_quantization_config): the ones it can load
-    registered_quantizations: set[str] = field(default_factory=set)
-
-
-def _mode_compares(test: ast.expr) -> list[str]:
-    """X of `<...>.cudagraph_mode == CUDAGraphMode.X`, also several joined by `or`."""
-    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.Or):
-        return [mode for value in test.values for mode in _mode_compares(value)]
-    if (
-        isinstance(test, ast.Compare)
-        and ast.unparse(test.left).endswith("cudagraph_mode")
-        and len(test.ops) == 1
-        and isinstance(test.ops[0], ast.Eq)
-        and isinstance(test.comparators[0], ast.Attribute)
-        and ast.unparse(test.comparators[0].value) == "CUDAGraphMode"
-    ):
-        return [test.comparators[0].attr]
-    return []
-
-
-def _mode_assignments(body: list[ast.stmt]) -> list[str]:
-    """Y of every `<...>.cudagraph_mode = CUDAGraphMode.Y` in a branch body, in order."""
-    modes = []
-    for statement in body:
-        for node in ast.walk(statement):
-            if (
-                isinstance(node, ast.Assign)
-                and any(ast.unparse(t).endswith(".cudagraph_mode") for t in node.targets)
-                and isinstance(node.value, ast.Attribute)
-                and ast.unparse(node.value.value) == "CUDAGraphMode"
-            ):
-                modes.append(node.value.attr)
-    return modes
-
-
-def graph_mode_handling(platform_source: str) -> tuple[set[str], dict[str, str]]:
-    """(the modes platform.py runs as they are, {mode: the mode it replaces it with}).
-
-    A branch `if cudagraph_mode == X:` whose body assigns another mode to cudagraph_mode rewrites X (vLLM-Ascend
-    0.18.0: FULL_AND_PIECEWISE -> PIECEWISE); one that does not handles X. A mode no branch names falls through to
-    the final `else`, which sets NONE.
-    """
-    handled: set[str] = set()
-    rewrites: dict[str, str] = {}
-    for node in ast.walk(ast.parse(platform_source)):
-        if not isinstance(node, ast.If):
-            continue
-        assigned = _mode_assignments(node.body)
-        for mode in _mode_compares(node.test):
-            if assigned and assigned[-1] != mode:
-                rewrites[mode] = assigned[-1]
-            else:
-                handled.add(mode)
-    return handled - set(rewrites), rewrites
-
-
-def _string_constants(tree: ast.AST) -> dict[str, str]:
-    return {
-        t.id: n.value.value
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
-        for t in n.targets
-        if isinstance(t, ast.Name)
-    }
-
-
-def _string_value(node: ast.expr, constants: dict[str, str]) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return constants.get(node.id) if isinstance(node, ast.Name) else None
-
-
-def registered_quantizations(sdist: Sdist, constants: dict[str, str]) -> set[str]:
-    """The methods of every `@register_quantization_config(NAME)` under vllm_ascend/."""
-    methods: set[str] = set()
-    for name in sdist.names("vllm_ascend/"):
-        if not name.endswith(".py"):
-            continue
-        for node in ast.walk(ast.parse(sdist.read(name))):
-            if isinstance(node, ast.ClassDef | ast.FunctionDef):
-                for decorator in node.decorator_list:
-                    if (
-                        isinstance(decorator, ast.Call)
-                        and ast.unparse(decorator.func).endswith("register_quantization_config")
-                        and decorator.args
-                    ):
-                        value = _string_value(decorator.args[0], constants)
-                        if value:
-                            methods.add(value)
-    return methods
-
-
-def parse_vllm_ascend(sdist: Sdist) -> AscendArgs:
-    platform = sdist.read("vllm_ascend/platform.py")
-    constants = _string_constants(ast.parse(sdist.read("vllm_ascend/utils.py")))
-    quantizations: set[str] = set()
-    for node in ast.walk(ast.parse(platform)):
-        if isinstance(node, ast.AnnAssign) and ast.unparse(node.target) == "supported_quantization":
-            for elt in getattr(node.value, "elts", []):
-                value = _string_value(elt, constants)
-                if value:
-                    quantizations.add(value)
-    graph_modes, rewrites = graph_mode_handling(platform)
-    keys = set(re.findall(r"additional_config\.get\(\s*\"(\w+)\"", sdist.read("vllm_ascend/ascend_config.py")))
-    return AscendArgs(
-        graph_modes,
-        quantizations,
-        keys,
-        _env_keys(sdist.read("vllm_ascend/envs.py")),
-        rewrites,
-        registered_quantizations(sdist, constants),
-    )
-
-
-def graph_mode_problem(mode: str, ascend: AscendArgs) -> str | None:
-    """Why vLLM-Ascend 0.18.0 does not run cudagraph_mode `mode` as asked, or None when it does."""
-    if mode in ascend.graph_mode_rewrites:
-        return f"vLLM-Ascend's platform silently runs cudagraph_mode {mode} as {ascend.graph_mode_rewrites[mode]}"
-    if mode not in ascend.graph_modes:
-        return f"vLLM-Ascend's platform does not handle cudagraph_mode {mode} (it falls back to NONE)"
-    return None
-
-
-def quantization_problem(method: str, ascend: AscendArgs) -> str | None:
-    """Why vLLM-Ascend 0.18.0 does not run quantization `method`, or None when it does."""
-    if method not in ascend.quantizations:
-        return f"vLLM-Ascend supports {sorted(ascend.quantizations)} (NPUPlatform.supported_quantization)"
-    if ascend.registered_quantizations and method not in ascend.registered_quantizations:
-        return f"vLLM-Ascend registers no `{method}` quantization config ({sorted(ascend.registered_quantizations)})"
-    return None
+# Arguments: the rendered commands against what vllm_sources reads from the source releases
 
 
 class RenderRefused(RuntimeError):
@@ -961,16 +760,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pins = dockerfile_args()
     report = Report()
-    with _client() as client:
+    with http_client() as client:
         print("releases", flush=True)
         url, sha = pins["VLLM_SDIST_URL"], pins["VLLM_SDIST_SHA256"]
         expected = f"vllm-{pins['VLLM_VERSION']}.tar.gz"
         if not url.endswith("/" + expected):
             report.fail(f"VLLM_SDIST_URL names {url.rsplit('/', 1)[-1]}, VLLM_VERSION wants {expected}")
         try:
-            vllm_sdist = Sdist(download(client, url, sha))
+            vllm_sdist = Sdist(cached_download(client, url, sha))
             report.ok(f"vLLM {pins['VLLM_VERSION']} source release: {expected}, sha256 {sha[:12]}…")
-        except (httpx.HTTPError, ValueError) as exc:
+        except DownloadError as exc:
             report.fail(f"vLLM source release (VLLM_SDIST_URL / VLLM_SDIST_SHA256): {exc}")
             return _finish(report)
         ascend_files = project_files(client, "vllm-ascend")
@@ -978,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
         if ascend_source is None:
             report.fail(f"vllm-ascend {pins['VLLM_ASCEND_VERSION']}: no source release on the index")
             return _finish(report)
-        ascend_sdist = Sdist(download(client, ascend_source["url"], ascend_source["hashes"]["sha256"]))
+        ascend_sdist = Sdist(cached_download(client, ascend_source["url"], ascend_source["hashes"]["sha256"]))
         if not args.skip_resolve:
             print("resolution (cp311, binary wheels, per architecture)", flush=True)
             check_resolution(client, pins, vllm_sdist, report)

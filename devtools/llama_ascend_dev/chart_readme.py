@@ -1,27 +1,25 @@
-#!/usr/bin/env python3
 """Generate the parameter tables of helm/llama-ascend/README.md from values.yaml's `## @param` comments.
 
 Only the part between the two GENERATED markers is rewritten; the prose around it is hand-written. The `config`
 rows come from values.schema.json (the entrypoint's pydantic docstrings) with the defaults of values.yaml, or of
 the entrypoint where values.yaml leaves a key out.
 
-    python scripts/gen_chart_readme.py           # rewrite the tables
-    python scripts/gen_chart_readme.py --check   # exit 1 if README.md is stale
+    python -m llama_ascend_dev.chart_readme           # rewrite the tables
+    python -m llama_ascend_dev.chart_readme --check   # exit 1 if README.md is stale
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chart_params
+from llama_ascend.config import Config
+from llama_ascend_dev import chart_params
 
 README = chart_params.CHART / "README.md"
 SCHEMA = chart_params.CHART / "values.schema.json"
-BEGIN = "<!-- BEGIN GENERATED PARAMETERS: scripts/gen_chart_readme.py -->"
+BEGIN = "<!-- BEGIN GENERATED PARAMETERS: python -m llama_ascend_dev.chart_readme -->"
 END = "<!-- END GENERATED PARAMETERS -->"
 
 
@@ -39,9 +37,6 @@ def _default(value: Any) -> str:
 
 def entrypoint_defaults() -> dict[str, Any]:
     """The config the entrypoint uses for keys a file leaves out (default factories included)."""
-    sys.path.insert(0, str(chart_params.ROOT / "entrypoint"))
-    from llama_ascend.config import Config
-
     return Config().model_dump(mode="json")
 
 
@@ -84,7 +79,7 @@ def render(current: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     current = README.read_text(encoding="utf-8")
-    return chart_params.generator_main(argv, "scripts/gen_chart_readme.py", {README: lambda: render(current)})
+    return chart_params.generator_main(argv, __spec__.name, {README: lambda: render(current)})
 
 
 if __name__ == "__main__":

