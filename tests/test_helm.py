@@ -1096,7 +1096,7 @@ def documented_installs() -> list[tuple[str, list[str]]]:
         text = doc.read_text().replace("\\\n", " ")
         for line in text.splitlines():
             if line.strip().startswith("helm install "):
-                commands.append((f"{doc.name}: {line.strip()[:60]}", shlex.split(line.strip())))
+                commands.append((f"{doc.name}: {line.strip()[:60]}", shlex.split(line.strip(), comments=True)))
     return commands
 
 
