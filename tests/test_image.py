@@ -165,7 +165,7 @@ def test_image_config(cpu_image: str) -> None:
     assert config["Cmd"] == ["serve", "--config", "/opt/llama-ascend/config/dev-cpu.yaml"]
     assert "8000/tcp" in config["ExposedPorts"] and "/models" in config["Volumes"]
     health = info["Healthcheck"]  # podman keeps the Docker-format healthcheck beside Config
-    assert health and health["Test"][0] == "CMD" and "/health" in " ".join(health["Test"])
+    assert health and health["Test"] == ["CMD", "llama-ascend", "probe", "healthcheck"]
     labels = config["Labels"]
     pins = image_build.dockerfile_args()
     assert labels["org.opencontainers.image.version"] == f"{image_build.project_version()}-cpu"
