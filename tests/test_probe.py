@@ -5,6 +5,7 @@ counted on vLLM's own /metrics. No assertion is about time."""
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import socket
 import subprocess
@@ -13,13 +14,16 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from conftest import DEV_CONFIG, READY_TIMEOUT, ROOT, cli, metric_total
 from llama_ascend import probe
 from llama_ascend.errors import ConfigError
 from llama_ascend_dev import server_process
+from test_helm import container, render, workload
 
 MODEL = "SmolLM2-135M-Instruct"
 NOT_UP = "server unreachable (ConnectError: [Errno 111] Connection refused); not up yet, or not running"
@@ -168,6 +172,50 @@ def test_with_an_api_key_ready_and_warm_read_it_from_the_named_variable(dev_serv
     assert finished(dev_server.url) == requests + 1
     health = cli("probe", "health", "--port", port)  # /health needs no key
     assert health.returncode == 0, health.stderr
+
+
+def chart_probes(port: int, *sets: str) -> dict[str, dict[str, Any]]:
+    """The server container's probes as the chart renders them with the dev cpu values (helm/llama-ascend/ci)."""
+    extra = ("--set", f"config.server.port={port}", *(arg for item in sets for arg in ("--set", item)))
+    server = container(workload(render("cpu", *extra))["spec"]["template"]["spec"], "server")
+    return {kind: server[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+
+
+def run_exec_probe(probe_spec: dict[str, Any], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The exec probe's command exactly as rendered, found on PATH as in the image, with a config that would fail to
+    load: the rendered command must need none."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "LLAMA_ASCEND_CONFIG": "/nonexistent/config.yaml", **env}
+    return subprocess.run(probe_spec["exec"]["command"], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.e2e
+def test_the_charts_probes_pass_against_the_live_server(fresh_server):
+    """Rendered for the keyless server's port: the startup probe is one real completion; readiness and liveness are
+    the httpGets the kubelet would make."""
+    probes = chart_probes(fresh_server.port)
+    requests = finished(fresh_server.url)
+    result = run_exec_probe(probes["startupProbe"], {})
+    assert result.returncode == 0 and result.stdout.startswith(f"warm: {MODEL} completed"), result.stderr
+    assert finished(fresh_server.url) == requests + 1
+    for kind in ("readinessProbe", "livenessProbe"):
+        assert httpx.get(f"{fresh_server.url}{probes[kind]['httpGet']['path']}", timeout=30).status_code == 200
+
+
+@pytest.mark.e2e
+def test_the_charts_keyed_probes_pass_with_the_key_in_the_container_environment(dev_server):
+    """Rendered with an API key for the keyed dev server: the startup and readiness probes are execs that name only
+    the variable; with the Secret's value in it they pass, without it they fail with a 401."""
+    port = int(dev_server.url.rsplit(":", 1)[1])
+    probes = chart_probes(port, "apiKey.value=not-the-key", "config.server.api_key_env=LLAMA_TEST_API_KEY")
+    assert dev_server.api_key not in json.dumps(probes)
+    requests = finished(dev_server.url)
+    for kind in ("startupProbe", "readinessProbe"):
+        passed = run_exec_probe(probes[kind], {"LLAMA_TEST_API_KEY": dev_server.api_key})
+        assert passed.returncode == 0, passed.stderr
+        failed = run_exec_probe(probes[kind], {"LLAMA_TEST_API_KEY": ""})
+        assert failed.returncode == 1 and "401 Unauthorized" in failed.stderr, failed.stderr
+    assert finished(dev_server.url) == requests + 1
 
 
 # Without a vLLM server: the errors a probe meets when the server is not a healthy vLLM ---------------------------
