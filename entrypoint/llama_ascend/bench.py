@@ -232,11 +232,12 @@ async def _async_run(
     num_prompts: int,
     input_len: int,
     output_len: int,
+    seed: int,
 ) -> Run:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
-    prompts = _prompts(dataset, num_prompts, input_len)
+    prompts = _prompts(dataset, num_prompts, input_len, seed)
 
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits) as client:
 
@@ -288,8 +289,10 @@ def builtin_run(
     num_prompts: int,
     input_len: int = INPUT_LEN,
     output_len: int = OUTPUT_LEN,
+    seed: int = 0,
 ) -> Run:
-    return asyncio.run(_async_run(url, model, api_key, dataset, concurrency, num_prompts, input_len, output_len))
+    """`seed` picks the random prompts: another seed, other prompts (no prefix-cache hits on the last run's)."""
+    return asyncio.run(_async_run(url, model, api_key, dataset, concurrency, num_prompts, input_len, output_len, seed))
 
 
 # ---------------------------------------------------------------------------------------------- vLLM's benchmark
