@@ -1,15 +1,18 @@
 # Thin targets over the `llama-ascend` CLI; the logic lives in Python.
 PYTHON ?= python3
 VENV ?= .venv
-LLAMA := $(VENV)/bin/llama-ascend
+# On an Ascend host `make setup` adds a venv over the CANN environment's vLLM-Ascend; serve and test-npu use it.
+NPU_HOST := $(wildcard /dev/davinci[0-9]*)
+NPU_VENV ?= .venv-npu
+LLAMA := $(if $(NPU_HOST),$(NPU_VENV),$(VENV))/bin/llama-ascend
 # On a host with Ascend NPUs the reference deployment, elsewhere the CPU stand-in (serve says so loudly).
-CONFIG ?= $(if $(wildcard /dev/davinci[0-9]*),config/llama-3.1-8b-instruct.yaml,config/dev-cpu.yaml)
+CONFIG ?= $(if $(NPU_HOST),config/llama-3.1-8b-instruct.yaml,config/dev-cpu.yaml)
 URL ?= http://127.0.0.1:8000
 PYTEST_ARGS ?=
 # The image tier (build and run the cpu image) joins `make test` where its tools are installed.
 IMAGE_TESTS ?= $(if $(and $(shell command -v buildah),$(shell command -v podman),$(shell command -v runc),$(shell command -v debootstrap)),1,0)
 
-.PHONY: setup serve smoke render test test-unit schema docs lint
+.PHONY: setup serve smoke render test test-unit test-npu schema docs lint
 
 setup: $(VENV)/.setup-done
 
@@ -30,6 +33,12 @@ test: setup helm-tools
 
 test-unit: setup
 	$(VENV)/bin/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+# The acceptance tier of an Ascend host: preflight, serve $(CONFIG) from the volume, smoke, verify, a short bench;
+# the record lands in bench/results/npu-<host>.json (tests/test_npu.py, llama_ascend_dev/acceptance.py).
+test-npu: setup
+	@test -n "$(NPU_HOST)" || { echo "make test-npu runs on an Ascend host: no /dev/davinci* here" >&2; exit 2; }
+	LLAMA_ASCEND_NPU_CONFIG=$(CONFIG) $(NPU_VENV)/bin/python -m pytest -m npu tests/test_npu.py $(PYTEST_ARGS)
 
 schema: setup
 	$(LLAMA) schema --output config/schema.json

@@ -7,7 +7,7 @@ The ascend target ships this file (docker/Dockerfile). `--build` runs what must 
 (pip check, no CUDA, the torch build, triton-ascend's files) and records the build's kind from its build args.
 Without it, the built image is checked as a whole, as its user: those again, plus the vLLM-Ascend platform plugin,
 `import vllm`, vLLM 0.18.0's own argument parser over the rendered command of every ascend profile in
-/opt/llama-ascend/config, `llama-ascend render` and `preflight`, the user, jemalloc in the server's environment and
+/opt/llama-ascend/config, `llama-ascend render` and `preflight`, the user, the server's environment (jemalloc, vLLM-Ascend's variables) and
 `import torch_npu`. `scripts/image_run.py --check` (`make image-ascend-standin`) runs it with buildah; on an Ascend
 host, `docker run --rm --entrypoint python3 IMAGE /opt/llama-ascend/image_check.py`. Standard library only, except
 where a check is about the venv's packages.
@@ -397,39 +397,46 @@ def check_preflight(profile: Path, record: dict[str, Any]) -> tuple[bool, str]:
     return True, detail
 
 
-JEMALLOC = r"""
+SERVER_ENV = r"""
 import json, os, sys
 from llama_ascend import ascend_env, serve
 from llama_ascend.config import load_config
 from llama_ascend.render import render
 env = serve.server_environment(render(load_config(sys.argv[1]), python=sys.executable), ascend_env.load(dict(os.environ)))
-print(json.dumps(env.get("LD_PRELOAD", "")))
+print(json.dumps(env))
 """
+# What the exec'd server must find in its environment besides jemalloc (vLLM-Ascend's image sets these with ENV).
+SERVER_VARIABLES = {"TASK_QUEUE_ENABLE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def check_jemalloc(profile: Path) -> tuple[bool, str]:
-    result = _python(JEMALLOC, str(profile))
+def check_server_env(profile: Path) -> tuple[bool, str]:
+    """The environment `serve` gives the server: jemalloc preloaded (mapped in a child started with it) and
+    vLLM-Ascend's runtime variables."""
+    result = _python(SERVER_ENV, str(profile))
     if result.returncode != 0:
         return False, f"the server environment did not render: {_last_line(result.stderr)}"
-    preload = json.loads(_last_line(result.stdout))
+    env = json.loads(_last_line(result.stdout))
+    wrong = [f"{k}={env.get(k)!r} (want {v})" for k, v in SERVER_VARIABLES.items() if env.get(k) != v]
+    if wrong:
+        return False, f"server env: {', '.join(wrong)}"
+    preload = env.get("LD_PRELOAD", "")
     libraries = [p for p in preload.split(":") if "jemalloc" in p]
     if not libraries or not Path(libraries[0]).is_file():
         return False, f"LD_PRELOAD={preload!r}: no jemalloc library"
-    # A process started with that environment has it mapped.
-    env = {**os.environ, "LD_PRELOAD": preload}
     maps = subprocess.run(
         [sys.executable, "-c", "print(open('/proc/self/maps').read())"],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "LD_PRELOAD": preload},
         timeout=TIMEOUT,
         check=False,
     ).stdout
     target = os.path.realpath(libraries[0])
     mapped = target in maps
+    variables = " ".join(f"{k}={env[k]}" for k in SERVER_VARIABLES)
     return (
         mapped,
-        f"server env LD_PRELOAD={preload} -> {target} {'mapped' if mapped else 'NOT mapped'} in a child process",
+        f"server env {variables} LD_PRELOAD={preload} -> {target} {'mapped' if mapped else 'NOT mapped'} in a child",
     )
 
 
@@ -487,7 +494,7 @@ def image_checks(table: Table, record: dict[str, Any]) -> None:
     for profile in profiles:
         table.run(f"preflight:{profile.stem}", lambda p=profile: check_preflight(p, record))  # type: ignore[misc]
     if profiles:
-        table.run("jemalloc", lambda: check_jemalloc(profiles[0]))
+        table.run("server-env", lambda: check_server_env(profiles[0]))
     table.run("import-torch-npu", lambda: check_torch_npu(record))
     print(size_note(), flush=True)
 

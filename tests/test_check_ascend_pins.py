@@ -402,3 +402,26 @@ def test_pins_come_from_the_dockerfile() -> None:
     assert len(args["VLLM_SDIST_SHA256"]) == 64
     assert args["TRANSFORMERS_SPEC"] == ">=4.57.4" and args["NUMPY_SPEC"] == "<2"
     assert args["BASE_IMAGE"].startswith(f"quay.io/ascend/cann:{args['CANN_VERSION']}-910b-")
+
+
+def test_a_refusal_whose_upstream_reason_is_gone_fails_the_check(tmp_path: Path) -> None:
+    """combinations.py's rules against a release that still has their reasons, and one that changed: the error text
+    is gone from platform.py and `torchair_graph_config` is read again."""
+    from llama_ascend.combinations import UPSTREAM_TEXTS
+
+    files = {member: "\n".join(texts) + "\n" for member, texts in UPSTREAM_TEXTS.items()}
+    report = pins.Report()
+    pins.check_combination_sources(_sdist(tmp_path / "same.tar.gz", "vllm_ascend-0.18.0", files), report)
+    assert report.failures == []
+    changed = {
+        **files,
+        "vllm_ascend/platform.py": files["vllm_ascend/platform.py"].replace("Flash Comm v1", "FlashComm v1"),
+        "vllm_ascend/torchair.py": 'enabled = additional_config.get("torchair_graph_config", {})\n',
+    }
+    report = pins.Report()
+    pins.check_combination_sources(_sdist(tmp_path / "changed.tar.gz", "vllm_ascend-0.18.0", changed), report)
+    assert report.failures == [
+        "combinations: vllm_ascend/platform.py no longer has 'Flash Comm v1 is only supported when tp_size > 1': "
+        "review the rule in combinations.py",
+        "combinations: vLLM-Ascend reads additional_config `torchair_graph_config` again: do not refuse it",
+    ]

@@ -343,7 +343,7 @@ EXPECTED_CHECKS = [
     "vllm-platform-plugin",
     "import-vllm",
     "ascend-profiles",
-    "jemalloc",
+    "server-env",
     "import-torch-npu",
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 from pathlib import Path
@@ -61,12 +62,33 @@ def make_model(directory: Path, shards: dict[str, int] = SHARDS) -> Path:
 
 
 def make_node(
-    root: Path, cards=(0,), management=True, driver=True, version=True, cann=True, mem_available_kb=None
+    root: Path,
+    cards=(0,),
+    management=True,
+    driver=True,
+    version=True,
+    cann=True,
+    mem_available_kb=None,
+    *,
+    driver_version="25.5.1",
+    cpus_allowed="0-191",
+    cpu_max=None,
+    shm_size_kib=8 * 1024 * 1024,
+    vnpus=(),
+    soft_partition=False,
 ) -> Path:
-    """A filesystem root with the device nodes, driver and CANN an Ascend container has."""
+    """A filesystem root with the device nodes, driver and CANN an Ascend container has; by default a healthy one
+    (HDK 25.5.1, 192 CPUs, an 8 GiB /dev/shm, whole cards).
+
+    `driver_version`: version.info's Version line. `cpus_allowed`: Cpus_allowed_list in proc/self/status (None: no
+    file). `cpu_max`: cgroup v2 sys/fs/cgroup/cpu.max (`quota period`). `shm_size_kib`: the size= of the tmpfs at
+    /dev/shm in proc/mounts (None: no mount listed). `vnpus`: /dev/vdavinciN nodes (vNPUs under the host's name).
+    `soft_partition`: vCANN-RT preloaded by etc/ld.so.preload, as on a soft-partitioned NPU."""
     (root / "dev").mkdir(parents=True, exist_ok=True)
     for card in cards:
         (root / "dev" / f"davinci{card}").touch()
+    for vnpu in vnpus:
+        (root / "dev" / f"vdavinci{vnpu}").touch()
     if management:
         for name in ("davinci_manager", "devmm_svm", "hisi_hdc"):
             (root / "dev" / name).touch()
@@ -76,13 +98,28 @@ def make_node(
         (drv / "lib64/driver/libascend_hal.so").touch()
     if version:
         drv.mkdir(parents=True, exist_ok=True)
-        (drv / "version.info").write_text("Version=24.1.rc2\nascendhal_version=7.35.23\n")
+        (drv / "version.info").write_text(f"Version={driver_version}\nascendhal_version=7.35.23\n")
     if cann:
         (root / TOOLKIT.lstrip("/")).mkdir(parents=True)
         (root / "usr/local/Ascend/ascend-toolkit/set_env.sh").write_text("export ASCEND_TOOLKIT_HOME=...\n")
+    (root / "proc/self").mkdir(parents=True, exist_ok=True)
     if mem_available_kb is not None:
-        (root / "proc").mkdir(parents=True, exist_ok=True)
         (root / "proc/meminfo").write_text(f"MemTotal:       25000000 kB\nMemAvailable:   {mem_available_kb} kB\n")
+    if cpus_allowed is not None:
+        (root / "proc/self/status").write_text(f"Name:\tpython3\nCpus_allowed_list:\t{cpus_allowed}\n")
+    if cpu_max is not None:
+        (root / "sys/fs/cgroup").mkdir(parents=True, exist_ok=True)
+        (root / "sys/fs/cgroup/cpu.max").write_text(f"{cpu_max}\n")
+    if shm_size_kib is not None:
+        (root / "proc/mounts").write_text(
+            "overlay / overlay rw,relatime,lowerdir=/l,upperdir=/u,workdir=/w 0 0\n"
+            f"shm /dev/shm tmpfs rw,nosuid,nodev,noexec,relatime,size={shm_size_kib}k 0 0\n"
+        )
+    if soft_partition:
+        (root / "opt/enpu/vcann-rt/lib").mkdir(parents=True)
+        (root / "opt/enpu/vcann-rt/lib/libvruntime.so").touch()
+        (root / "etc").mkdir(parents=True, exist_ok=True)
+        (root / "etc/ld.so.preload").write_text("/opt/enpu/vcann-rt/lib/libvruntime.so\n")
     return root
 
 
@@ -110,10 +147,14 @@ def failed_checks(findings) -> set[str]:
 
 
 def test_healthy_910b_node_passes(tmp_path: Path) -> None:
+    """An ARM host with HDK 25.5.1, 192 CPUs, an 8 GiB /dev/shm and two idle whole cards: every check passes."""
     config = config_for(tmp_path)
     root = make_node(tmp_path / "root", cards=(0, 1))
-    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
-    assert preflight.failures(findings) == []
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="aarch64"
+    )
+    assert [f.describe() for f in findings if not f.ok] == []
+    assert {"driver", "cpu-binding", "shm", "vnpu"} <= {f.check for f in findings}
     [hbm] = by_check(findings, "hbm")
     # 65536 MB on the label, 3161 MB kept at idle -> torch sees 60.9 GiB; 0.9 of it is vLLM's budget.
     assert "3161 MB kept by the firmware" in hbm.message
@@ -472,6 +513,223 @@ def test_report_round_trip(tmp_path: Path) -> None:
     assert {f["check"] for f in data["findings"] if not f["ok"]} == {"card-busy", "hbm"}
 
 
+# The known field failures: each on its own fixture tree, a finding with its cause and the fix.
+
+
+def test_old_hdk_with_graph_capture_fails_naming_the_upgrade_and_eager(tmp_path: Path) -> None:
+    config = config_for(tmp_path)  # the reference: server.compilation=PIECEWISE
+    root = make_node(tmp_path / "root", driver_version="24.1.rc2")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [driver] = preflight.failures(findings)
+    assert (driver.check, driver.severity) == ("driver", "error")
+    assert driver.message == (
+        "driver (HDK) 24.1.rc2 (/usr/local/Ascend/driver/version.info) is older than 25.5.1, and "
+        "server.compilation=PIECEWISE captures ACL graphs"
+    )
+    assert '"alloc sq cq fail"' in driver.cause and "PR #10555" in driver.cause
+    assert "HDK 25.5.1 or later" in driver.fix and "--set server.enforce_eager=true" in driver.fix
+
+
+@pytest.mark.parametrize("setting", ["server.enforce_eager=true", "server.compilation=NONE"])
+def test_old_hdk_without_graph_capture_passes_saying_the_version(tmp_path: Path, setting: str) -> None:
+    config = load_config(write_config(tmp_path, make_model(tmp_path / "model")), [setting], environ={})
+    root = make_node(tmp_path / "root", driver_version="23.0.6")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    assert preflight.failures(findings) == []
+    [version] = [f for f in by_check(findings, "driver") if "HDK" in f.message]
+    assert version.ok and version.message.startswith("driver (HDK) 23.0.6 (/usr/local/Ascend/driver/version.info)")
+    assert f"{setting} captures no ACL graphs" in version.message
+
+
+def test_hdk_versions_in_the_formats_seen_compare_in_release_order() -> None:
+    from llama_ascend.preflight.driver import hdk_version_key
+
+    released = ["23.0.6", "24.1.rc2", "24.1.RC3", "25.2.3", "25.5.RC1", "25.5.0", "25.5.1", "26.0.0"]
+    keys = [hdk_version_key(version) for version in released]
+    assert None not in keys and all(older < newer for older, newer in itertools.pairwise(keys))
+    assert hdk_version_key("24.1.rc2.1") == hdk_version_key("24.1.rc2")  # a hotfix suffix compares as its release
+    for unreadable in ("unknown", "25.5", "V100R001C19SPC002B224", ""):
+        assert hdk_version_key(unreadable) is None
+
+
+def test_an_unreadable_hdk_version_with_graph_capture_is_a_warning_that_cannot_tell(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", driver_version="V100R001C19")
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    assert preflight.failures(findings) == []
+    [version] = [f for f in by_check(findings, "driver") if not f.ok]
+    assert version.severity == "warning"
+    assert "V100R001C19" in version.message and "cannot tell whether it is older than HDK 25.5.1" in version.message
+
+
+def test_a_cpu_quota_below_5_per_npu_on_arm_is_a_warning(tmp_path: Path) -> None:
+    """A Kubernetes CPU limit of 4 on an ARM host: the binder gets its cores from the cpuset, the quota throttles them."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cpu_max="400000 100000")
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="aarch64"
+    )
+    assert preflight.failures(findings) == []
+    [binding] = by_check(findings, "cpu-binding")
+    assert (binding.ok, binding.severity) == (False, "warning")
+    assert binding.message == (
+        "192 CPUs (Cpus_allowed_list 0-191 in /proc/self/status), 4 by cgroup cpu.max 400000 100000 for "
+        "tensor_parallel_size=1 NPU(s): the quota is fewer than 5 CPUs per NPU (5 needed)"
+    )
+    assert "binds 5 CPUs to each NPU's worker on ARM hosts" in binding.cause and "throttled" in binding.cause
+    assert binding.fix.startswith("give the container at least 5 CPUs")
+
+
+def test_a_cpuset_below_5_per_npu_on_arm_is_a_warning_that_the_binding_fails(tmp_path: Path) -> None:
+    config = config_for(tmp_path, tensor_parallel_size=2)
+    root = make_node(tmp_path / "root", cards=(0, 1), cpus_allowed="0-3,8-11")
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="aarch64"
+    )
+    [binding] = by_check(findings, "cpu-binding")
+    assert (binding.ok, binding.severity) == (False, "warning")
+    assert binding.message.startswith("8 CPUs (Cpus_allowed_list 0-3,8-11 in /proc/self/status) for")
+    assert binding.message.endswith("fewer than 5 per NPU (10 needed)")
+    assert '"Insufficient CPUs for binding"' in binding.cause and "runs unbound" in binding.cause
+    assert "at least 10 CPUs" in binding.fix and "server.tensor_parallel_size" in binding.fix
+    assert binding.fix.endswith("--set server.additional_config.enable_cpu_binding=false")
+    unbound = load_config(
+        write_config(tmp_path, make_model(tmp_path / "model"), tensor_parallel_size=2),
+        ["server.additional_config.enable_cpu_binding=false"],
+        environ={},
+    )
+    [binding] = by_check(
+        preflight.run_checks(unbound, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="arm64"),
+        "cpu-binding",
+    )
+    assert binding.ok and "enable_cpu_binding is off" in binding.message
+
+
+def test_few_cpus_on_x86_need_nothing(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cpus_allowed="0-1", cpu_max="200000 100000")
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV, machine="x86_64"
+    )
+    [binding] = by_check(findings, "cpu-binding")
+    assert binding.ok and binding.message.startswith("x86_64 host: vLLM-Ascend binds CPUs to NPUs only on ARM")
+
+
+def test_dockers_default_shm_fails_tensor_parallel(tmp_path: Path) -> None:
+    """TP 2 in a container with Docker's 64 MiB /dev/shm: vLLM's message queues alone need 664 MiB."""
+    config = config_for(tmp_path, tensor_parallel_size=2)
+    root = make_node(tmp_path / "root", cards=(0, 1), shm_size_kib=65536)
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [shm] = preflight.failures(findings)
+    assert (shm.check, shm.severity) == ("shm", "error")
+    # 16 MiB x 10 scheduler broadcast + 2 x 24 MiB x 10 worker outputs + 4 MiB x 6 TP broadcaster + 64 MiB margin
+    assert shm.message == (
+        "/dev/shm is 64 MiB (size=65536k in /proc/mounts); tensor_parallel_size=2 needs ~728 MiB (vLLM's message "
+        "queues: scheduler broadcast 160 MiB + 2 worker outputs of 240 MiB + TP broadcaster 24 MiB; margin 64 MiB)"
+    )
+    assert "64 MiB (Docker" in shm.cause and "emptyDir" in shm.cause
+    assert "docker run --shm-size=1g" in shm.fix and "shm.sizeLimit=1Gi" in shm.fix
+
+
+def test_shm_need_follows_tp_and_the_chunk_size_the_server_gets(tmp_path: Path) -> None:
+    one = config_for(tmp_path)
+    root = make_node(tmp_path / "root", shm_size_kib=65536)
+    [shm] = by_check(preflight.run_checks(one, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV), "shm")
+    assert shm.ok and "TP 1 runs its worker in-process, without message queues; margin 64 MiB" in shm.message
+    eight = config_for(tmp_path, tensor_parallel_size=8)
+    env = {**CANN_ENV, "VLLM_MQ_MAX_CHUNK_BYTES_MB": "64"}
+    root = make_node(tmp_path / "root8", cards=range(8), shm_size_kib=2 * 1024 * 1024)
+    [shm] = by_check(preflight.run_checks(eight, root, NPU_SMI / "910b3-8cards-one-busy.txt", environ=env), "shm")
+    # 640 MiB broadcast + 8 x 240 MiB + 24 MiB + 64 MiB = 2648 MiB: a 2 GiB /dev/shm is short, 3 GiB is the fix
+    assert not shm.ok and "needs ~2.6 GiB" in shm.message and "scheduler broadcast 640 MiB" in shm.message
+    assert "--shm-size=3g" in shm.fix
+
+
+def test_soft_partitioned_npu_with_piecewise_fails(tmp_path: Path) -> None:
+    """vllm-ascend #8585: vCANN-RT soft partitioning (the whole card mounted, libvruntime.so preloaded) with PIECEWISE."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", soft_partition=True)
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [vnpu] = preflight.failures(findings)
+    assert (vnpu.check, vnpu.severity) == ("vnpu", "error")
+    assert vnpu.message == (
+        "soft-partitioned NPU (vCANN-RT: /etc/ld.so.preload loads /opt/enpu/vcann-rt/lib/libvruntime.so) with "
+        "server.compilation=PIECEWISE"
+    )
+    assert "does not support NPU soft partitioning with PIECEWISE (issue #8585" in vnpu.cause
+    assert "2048 streams" in vnpu.cause and "one stream per graph" in vnpu.cause
+    assert "--set server.compilation=FULL_DECODE_ONLY" in vnpu.fix and "--set server.enforce_eager=true" in vnpu.fix
+
+
+def test_soft_partitioned_npu_with_full_decode_only_passes(tmp_path: Path) -> None:
+    config = config_for(tmp_path, compilation="FULL_DECODE_ONLY")
+    root = make_node(tmp_path / "root", soft_partition=True)
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-2cards-idle-crlf.txt", environ=CANN_ENV)
+    [vnpu] = by_check(findings, "vnpu")
+    assert vnpu.ok and "with server.compilation=FULL_DECODE_ONLY: not PIECEWISE" in vnpu.message
+
+
+def test_a_hardware_vnpu_with_piecewise_is_a_warning(tmp_path: Path) -> None:
+    """vNPU 100 mounted as /dev/davinci100 (the Ascend Docker Runtime with ASCEND_RUNTIME_OPTIONS=VIRTUAL)."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(100,))
+    env = {**CANN_ENV, "ASCEND_VISIBLE_DEVICES": "100"}
+    findings = preflight.run_checks(
+        config, root, NPU_SMI / "910b3-no-process-table.txt", environ=env, annotations_path=tmp_path / "none"
+    )
+    [vnpu] = by_check(findings, "vnpu")
+    assert (vnpu.ok, vnpu.severity) == (False, "warning")
+    assert vnpu.message.startswith("vNPU(s) 100 (hardware partitions") and "#8585" in vnpu.cause
+    assert "server.compilation=FULL_DECODE_ONLY" in vnpu.fix
+
+
+def test_a_container_with_only_vdavinci_nodes_is_not_reported_as_cardless(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(), vnpus=(100,))
+    findings = preflight.run_checks(config, root, NPU_SMI / "910b3-no-process-table.txt", environ=CANN_ENV)
+    assert "no /dev/davinciN card is visible" not in " ".join(f.message for f in findings)
+    [nodes] = [f for f in by_check(findings, "device-nodes") if not f.ok]
+    assert (nodes.severity, nodes.message) == (
+        "warning",
+        "no /dev/davinciN, but /dev/vdavinci100: vNPU(s) mounted under the host's name",
+    )
+    assert nodes.fix.startswith("mount it as they do: --device /dev/vdavinci100:/dev/davinci100")
+    assert [f.ok for f in by_check(findings, "tensor-parallel")] == [True]
+    [vnpu] = by_check(findings, "vnpu")
+    assert vnpu.severity == "warning" and vnpu.message.startswith("vNPU(s) 100")
+
+
+FIELD_FAILURES = {
+    "old-hdk": ({}, {"driver_version": "24.1.rc2"}, NPU_SMI / "910b3-2cards-idle-crlf.txt", "driver", 3),
+    "few-cpus-arm": ({}, {"cpu_max": "400000 100000"}, NPU_SMI / "910b3-2cards-idle-crlf.txt", "cpu-binding", 0),
+    "small-shm": (
+        {"tensor_parallel_size": 2},
+        {"cards": (0, 1), "shm_size_kib": 65536},
+        NPU_SMI / "910b3-2cards-idle-crlf.txt",
+        "shm",
+        3,
+    ),
+    "vnpu-piecewise": ({}, {"soft_partition": True}, NPU_SMI / "910b3-2cards-idle-crlf.txt", "vnpu", 3),
+}
+
+
+@pytest.mark.parametrize("name", FIELD_FAILURES)
+def test_findings_table_of_each_field_failure(tmp_path: Path, name: str) -> None:
+    """`llama-ascend preflight` on each fixture as an ARM host shows (pytest -s) the table an operator gets."""
+    server, node, npu_smi, check, code = FIELD_FAILURES[name]
+    config = write_config(tmp_path, make_model(tmp_path / "model"), cache_dir=str(tmp_path / "cache"), **server)
+    root = make_node(tmp_path / "root", **node)
+    done = cli(
+        *("preflight", "--config", str(config), "--root", str(root), "--npu-smi-output", str(npu_smi)),
+        *("--machine", "aarch64"),
+        env={"ASCEND_TOOLKIT_HOME": TOOLKIT, "COLUMNS": "150"},
+    )
+    print(f"\n--- {name} ---\n{done.stdout}{done.stderr}")
+    assert done.returncode == code, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(f"│ {check} ")]
+    assert any(("FAIL" if code else "warn") in row for row in rows), done.stdout
+
+
 # The real entry point.
 
 
@@ -525,3 +783,20 @@ def test_cli_table_and_summary(tmp_path: Path) -> None:
     assert "VLLMEngineCor" in done.stdout and "FAIL" in done.stdout
     assert done.stderr.strip().splitlines()[-1].startswith("error: preflight: 2 check(s) failed (card-busy, hbm)")
     assert preflight.load_report(report)["ok"] is False
+
+
+def test_a_variable_vllm_ascend_refuses_from_the_containers_environment_fails_preflight(tmp_path: Path) -> None:
+    """The config check sees only `env:`; preflight sees what the container brings too."""
+    config = config_for(tmp_path)
+    root = make_node(tmp_path / "root", cards=(0, 1))
+    smi = NPU_SMI / "910b3-2cards-idle-crlf.txt"
+    [clean] = by_check(preflight.run_checks(config, root, smi, environ=CANN_ENV), "environment")
+    assert clean.ok
+    findings = preflight.run_checks(config, root, smi, environ={**CANN_ENV, "ASCEND_LAUNCH_BLOCKING": "1"})
+    [blocking] = preflight.failures(by_check(findings, "environment"))
+    assert blocking.message.startswith("ASCEND_LAUNCH_BLOCKING=1 with ACL graphs (server.compilation PIECEWISE)")
+    assert "container's or the shell's environment" in blocking.cause
+    eager = config_for(tmp_path, enforce_eager=True)
+    assert by_check(
+        preflight.run_checks(eager, root, smi, environ={**CANN_ENV, "ASCEND_LAUNCH_BLOCKING": "1"}), "environment"
+    )[0].ok

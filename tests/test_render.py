@@ -16,7 +16,15 @@ def fixed_cache(monkeypatch):
     monkeypatch.setenv("LLAMA_ASCEND_CACHE", "/cache")
 
 
-@pytest.mark.parametrize(("profile", "golden"), [(PROD_CONFIG, "ascend.json"), (DEV_CONFIG, "dev-cpu.json")])
+@pytest.mark.parametrize(
+    ("profile", "golden"),
+    [
+        (PROD_CONFIG, "ascend.json"),
+        (PROD_CONFIG.with_name("llama-3.1-8b-instruct-low-latency.yaml"), "ascend-low-latency.json"),
+        (PROD_CONFIG.with_name("llama-3.1-8b-instruct-w8a8.yaml"), "ascend-w8a8.json"),
+        (DEV_CONFIG, "dev-cpu.json"),
+    ],
+)
 def test_golden_launch(profile, golden):
     """The exact command and environment each profile renders; review a diff here like a deployment change."""
     launch = render(load_config(profile, environ={}))
@@ -59,6 +67,35 @@ def test_options_render_as_flags():
     assert argv[argv.index("--quantization") + 1] == "ascend"
     assert json.loads(argv[argv.index("--compilation-config") + 1]) == {"cudagraph_mode": "FULL_DECODE_ONLY"}
     assert "--trust-remote-code" in argv and argv[-1] == "--enable-prefix-caching"
+
+
+def test_capture_sizes_async_scheduling_and_additional_config_render_as_vllm_reads_them():
+    config = load_config(
+        PROD_CONFIG,
+        [
+            "server.cudagraph_capture_sizes=[8, 1, 4, 4]",
+            "server.async_scheduling=false",
+            "server.additional_config={weight_prefetch_config: {enabled: true}}",
+        ],
+        environ={},
+    )
+    argv = render(config).argv
+    assert json.loads(argv[argv.index("--compilation-config") + 1]) == {
+        "cudagraph_mode": "PIECEWISE",
+        "cudagraph_capture_sizes": [1, 4, 8],
+    }
+    assert "--no-async-scheduling" in argv and "--async-scheduling" not in argv
+    assert json.loads(argv[argv.index("--additional-config") + 1]) == {"weight_prefetch_config": {"enabled": True}}
+    unset = render(load_config(PROD_CONFIG, environ={})).argv
+    assert not {"--async-scheduling", "--no-async-scheduling", "--additional-config"} & set(unset)
+
+
+def test_the_ascend_server_gets_vllm_ascends_runtime_variables_and_the_config_may_override_them():
+    env = render(load_config(PROD_CONFIG, environ={})).env
+    assert (env["TASK_QUEUE_ENABLE"], env["OMP_NUM_THREADS"]) == ("1", "1")
+    overridden = render(load_config(PROD_CONFIG, ["env.OMP_NUM_THREADS=4"], environ={})).env
+    assert overridden["OMP_NUM_THREADS"] == "4"
+    assert "TASK_QUEUE_ENABLE" not in render(load_config(DEV_CONFIG, environ={})).env
 
 
 def test_enforce_eager_replaces_graph_capture():

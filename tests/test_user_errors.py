@@ -123,6 +123,59 @@ def test_full_and_piecewise_on_ascend_is_refused_saying_what_it_would_run() -> N
     )
 
 
+def test_combinations_vllm_ascend_refuses_are_refused_together_with_their_fixes() -> None:
+    result = cli(
+        "render",
+        "--config",
+        str(PROD_CONFIG),
+        *sets(
+            "env.VLLM_ASCEND_ENABLE_FLASHCOMM1=1",
+            "env.ASCEND_LAUNCH_BLOCKING=1",
+            "server.additional_config={torchair_graph_config: {enabled: true}, ascend_scheduler_config: {}}",
+            "server.cudagraph_capture_sizes=[1, 2, 4]",
+        ),
+    )
+    assert_error_lines(
+        result,
+        2,
+        [
+            "error: --set: env.VLLM_ASCEND_ENABLE_FLASHCOMM1: VLLM_ASCEND_ENABLE_FLASHCOMM1=1 with "
+            'server.tensor_parallel_size 1: vLLM-Ascend 0.18.0 stops at start-up ("Flash Comm v1 is only supported '
+            'when tp_size > 1"); remove it (it splits TP all-reduces, so it only helps with tensor_parallel_size >= '
+            "2) or raise server.tensor_parallel_size",
+            "error: --set: env.ASCEND_LAUNCH_BLOCKING: ASCEND_LAUNCH_BLOCKING=1 with ACL graphs (server.compilation "
+            'PIECEWISE): vLLM-Ascend 0.18.0 refuses to start ("ACL graph is incompatible with '
+            'ASCEND_LAUNCH_BLOCKING=1"); unset it, or debug with server.enforce_eager=true',
+            "error: --set: server.additional_config: `ascend_scheduler_config`: the Ascend scheduler was removed in "
+            "vLLM-Ascend 0.12.0rc1; vLLM's scheduler runs, and 0.18.0 ignores the key silently; remove it",
+            "error: --set: server.additional_config: `torchair_graph_config`: torchair graph mode was removed in "
+            "vLLM-Ascend 0.12.0rc1; ACL graphs replace it (server.compilation), and 0.18.0 ignores the key "
+            "silently; remove it",
+            "error: --set: server.cudagraph_capture_sizes: the largest size 4 is below server.max_num_seqs 8: decode "
+            "batches of 5-8 sequences would run without a graph; add 8",
+        ],
+    )
+
+
+def test_an_environment_number_in_a_profile_is_a_string_and_judged_with_the_graph_mode(tmp_path: Path) -> None:
+    """`env: {ASCEND_LAUNCH_BLOCKING: 1}` (YAML reads an int) is the string "1" to the server: refused with graphs,
+    rendered as "1" in eager mode."""
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(PROD_CONFIG.read_text() + "env:\n  ASCEND_LAUNCH_BLOCKING: 1\n")
+    refused = cli("render", "--config", str(profile))
+    assert refused.returncode == 2 and f"error: {profile}: env.ASCEND_LAUNCH_BLOCKING: " in refused.stderr
+    eager = cli("render", "--json", "--config", str(profile), *sets("server.enforce_eager=true"))
+    assert eager.returncode == 0, eager.stderr
+    assert json.loads(eager.stdout)["env"]["ASCEND_LAUNCH_BLOCKING"] == "1"
+    flashcomm_tp2 = cli(
+        "render",
+        "--config",
+        str(PROD_CONFIG),
+        *sets("server.tensor_parallel_size=2", "env.VLLM_ASCEND_ENABLE_FLASHCOMM1=1"),
+    )
+    assert flashcomm_tp2.returncode == 0, flashcomm_tp2.stderr
+
+
 # ---------------------------------------------------------------------------------------------------- serve
 
 

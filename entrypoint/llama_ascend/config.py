@@ -11,11 +11,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llama_ascend.combinations import conflicts
 from llama_ascend.errors import ConfigError
 from llama_ascend.flags import managed_key
 from llama_ascend.options import CONFIG_ENV
@@ -94,8 +95,12 @@ class ServerConfig(_Section):
     """Fraction of each NPU's HBM vLLM may use for weights, activations and KV cache (ascend only)."""
     compilation: GraphMode = "PIECEWISE"
     """ACLGraph capture mode (`cudagraph_mode` of vLLM's compilation config); ascend only, ignored on cpu."""
+    cudagraph_capture_sizes: list[Annotated[int, Field(ge=1, le=8192)]] | None = None
+    """Batch sizes ACL graphs are captured for (`cudagraph_capture_sizes` of the compilation config); null: vLLM-Ascend's default sizes up to `max_num_seqs`. The largest must reach `max_num_seqs`; ascend only."""
     enforce_eager: bool = False
     """Skip graph capture and torch.compile: faster start, slower decode."""
+    async_scheduling: bool | None = None
+    """Schedule the next step while the current one runs (vLLM `--async-scheduling`); null: vLLM decides (0.18.0 turns it on where it is compatible), true: on or fail at start, false: off."""
     quantization: Quantization | None = None
     """Quantization method of the weights (`ascend` for vLLM-Ascend W8A8/W8A16 checkpoints); null for bf16."""
     api_key_env: str | None = None
@@ -104,6 +109,8 @@ class ServerConfig(_Section):
     """Seconds in-flight requests may take to finish after SIGTERM (vLLM `--shutdown-timeout`)."""
     cache_dir: str | None = None
     """Compile caches (vLLM, inductor, triton, TMPDIR) so restarts are warm; null: `<model.path>/cache` for hub sources, `$LLAMA_ASCEND_CACHE/compile-cache` for local."""
+    additional_config: dict[str, Any] = Field(default_factory=dict)
+    """vLLM-Ascend's own options (vLLM `--additional-config`, e.g. `weight_prefetch_config`); ascend only. Keys removed since vLLM-Ascend 0.12 are refused."""
     cpu_kvcache_space: int = Field(default=2, ge=1, le=512)
     """GiB of KV cache on the cpu backend (VLLM_CPU_KVCACHE_SPACE); ignored on ascend."""
     extra_args: list[str] = Field(default_factory=list)
@@ -385,6 +392,10 @@ def load_config(
         problems += [_describe(e, origins, file_origin) for e in exc.errors()]
     problems += _extra_args_problems(tree, origins, file_origin)
     problems += _backend_problems(tree, origins, file_origin)
+    if config is not None and not problems:  # combinations of values are judged once each value is valid
+        problems += [
+            f"{_origin(c.key, origins, file_origin)}: {c.key}: {c.message}" for c in conflicts(config, config.env)
+        ]
     if problems or config is None:
         raise ConfigError("\n".join(problems))
     return config

@@ -29,6 +29,14 @@ VISIBLE_ENV = "ASCEND_VISIBLE_DEVICES"  # physical ids, read by the Ascend Docke
 RT_VISIBLE_ENV = "ASCEND_RT_VISIBLE_DEVICES"  # logical ids, read by the CANN runtime
 
 _DEVICE_NODE = re.compile(r"^davinci(\d+)$")
+# A vNPU (a hardware partition of a card, made with `npu-smi set -t create-vnpu`) is /dev/vdavinci<id> on the host,
+# with ids from 100 (Ascend/mind-cluster docs/zh/scheduling/usage/virtual_instance/virtual_instance_with_hdk/
+# 06_mounting_vnpu.md: `ASCEND_VISIBLE_DEVICES=100` mounts vNPU 100; physical cards are numbered below it). The Ascend
+# Docker Runtime (ASCEND_RUNTIME_OPTIONS=VIRTUAL) and the Ascend device plugin mount it in the container as
+# /dev/davinci<id> (Ascend/ascend-device-plugin src/plugin/pkg/npu/huawei/ascendcommon.go, GetDevPath); a plain
+# `docker run --device /dev/vdavinci<id>` keeps the host's name.
+_VIRTUAL_DEVICE_NODE = re.compile(r"^vdavinci(\d+)$")
+VNPU_FIRST_ID = 100
 
 
 def parse_ids(value: str) -> list[int]:
@@ -70,14 +78,22 @@ def read_annotation(path: str | os.PathLike[str], key: str = ANNOTATION_KEY) -> 
     return None
 
 
-def present_devices(root: str | os.PathLike[str] = "/") -> list[int]:
-    """Physical ids of the /dev/davinci<N> nodes visible under `root`."""
-    dev = Path(root) / "dev"
+def _device_ids(root: str | os.PathLike[str], pattern: re.Pattern[str]) -> list[int]:
     try:
-        names = os.listdir(dev)
+        names = os.listdir(Path(root) / "dev")
     except OSError:
         return []
-    return sorted(int(m[1]) for m in map(_DEVICE_NODE.match, names) if m)
+    return sorted(int(m[1]) for m in map(pattern.match, names) if m)
+
+
+def present_devices(root: str | os.PathLike[str] = "/") -> list[int]:
+    """Physical ids of the /dev/davinci<N> nodes visible under `root` (vNPU ids, >= VNPU_FIRST_ID, included)."""
+    return _device_ids(root, _DEVICE_NODE)
+
+
+def virtual_device_nodes(root: str | os.PathLike[str] = "/") -> list[int]:
+    """Ids of the /dev/vdavinci<N> nodes under `root`: vNPUs mounted under the host's name."""
+    return _device_ids(root, _VIRTUAL_DEVICE_NODE)
 
 
 def allocation(

@@ -46,7 +46,7 @@ def flag_table() -> str:
     rows = ["| config key | vLLM flag | written | backends |", "|---|---|---|---|"]
     for row in flags.FLAGS:
         how = row.written or (f"when set (e.g. `{row.example}`)" if row.example else "always")
-        spellings = ", ".join(f"`{s}`" for s in (row.flag, *row.aliases))
+        spellings = ", ".join(f"`{s}`" for s in (row.flag, *row.aliases, *([row.off] if row.off else [])))
         rows.append(f"| `{row.key}` | {spellings} | {how} | {', '.join(row.backends)} |")
     return "\n".join(rows) + "\n"
 

@@ -26,11 +26,14 @@ class Flag:
     example: str | None = None
     rendered: bool = True  # False: managed, but reaches the server another way (the API key: an environment variable)
     written: str = ""  # how the value is written, for the docs, when "always" / "when set" says too little
+    off: str | None = None  # the spelling written for False (`--no-...`), when False is not vLLM's default
 
     def argv(self, config: Config) -> list[str]:
         if not self.rendered or config.backend not in self.backends:
             return []
         value = self.value(config)
+        if value is False and self.off:
+            return [self.off]
         if value is None or value is False:
             return []
         return [self.flag] if value is True else [self.flag, value]
@@ -38,7 +41,12 @@ class Flag:
 
 def _compilation(config: Config) -> str | None:
     server = config.server
-    return None if server.enforce_eager else json.dumps({"cudagraph_mode": server.compilation})
+    if server.enforce_eager:
+        return None
+    compilation: dict[str, object] = {"cudagraph_mode": server.compilation}
+    if server.cudagraph_capture_sizes:
+        compilation["cudagraph_capture_sizes"] = sorted(set(server.cudagraph_capture_sizes))
+    return json.dumps(compilation)
 
 
 FLAGS: tuple[Flag, ...] = (
@@ -63,16 +71,32 @@ FLAGS: tuple[Flag, ...] = (
         backends=("ascend",),
     ),
     Flag(
-        "server.compilation",
+        "server.compilation / server.cudagraph_capture_sizes",
         "--compilation-config",
         _compilation,
         backends=("ascend",),
         aliases=("-O",),
         example="server.compilation=FULL_DECODE_ONLY",
-        written='`{"cudagraph_mode": ...}` unless `server.enforce_eager`',
+        written='`{"cudagraph_mode": ..., "cudagraph_capture_sizes": [...]}` unless `server.enforce_eager`',
     ),
     Flag(
         "server.enforce_eager", "--enforce-eager", lambda c: c.server.enforce_eager, example="server.enforce_eager=true"
+    ),
+    Flag(
+        "server.async_scheduling",
+        "--async-scheduling",
+        lambda c: c.server.async_scheduling,
+        off="--no-async-scheduling",
+        example="server.async_scheduling=true",
+        written="`--async-scheduling` for true, `--no-async-scheduling` for false, nothing for null",
+    ),
+    Flag(
+        "server.additional_config",
+        "--additional-config",
+        lambda c: json.dumps(c.server.additional_config) if c.server.additional_config else None,
+        backends=("ascend",),
+        example='server.additional_config={"weight_prefetch_config": {"enabled": true}}',
+        written="as JSON when not empty",
     ),
     Flag(
         "server.quantization",

@@ -10,6 +10,10 @@ SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 API_KEY_VAR = "VLLM_API_KEY"  # vLLM reads the key from here, so it never shows in argv or `ps`
 # The rendered environment's directories, all under server.cache_dir: the server's compile caches and temp files.
 CACHE_DIR_VARIABLES = ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TMPDIR")
+# What vLLM-Ascend's own image (its Dockerfile's ENV) and its dense-model tutorials give the server: torch-npu's
+# level-1 operator dispatch pipeline, and one OpenMP thread per process (vLLM-Ascend binds its workers to cores).
+# In the rendered environment, so a server started from a venv gets them as well as one started in our image.
+ASCEND_SERVER_ENV = {"TASK_QUEUE_ENABLE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def render(config: Config, python: str = "python3") -> Launch:
@@ -31,6 +35,8 @@ def _environment(config: Config) -> dict[str, str]:
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
     }
+    if config.backend == "ascend":
+        env.update(ASCEND_SERVER_ENV)
     if config.backend == "cpu":
         env.update(
             VLLM_CPU_KVCACHE_SPACE=str(config.server.cpu_kvcache_space),

@@ -8,7 +8,10 @@ from llama_ascend import options
 from llama_ascend.commands._common import add_config_arguments, load_from_args
 from llama_ascend.errors import PreflightFailed, unusable_path
 
-HELP = "check that this node can run the deployment (devices, driver, CANN, HBM/RAM, port, weights); exit 3 on failure"
+HELP = (
+    "check that this node can run the deployment (devices, driver, CANN, CPUs, /dev/shm, HBM/RAM, port, weights); "
+    "exit 3 on failure"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="/",
         metavar="DIR",
         help="check /dev, the driver, CANN and /proc under another filesystem root (tests)",
+    )
+    parser.add_argument(
+        "--machine",
+        metavar="ARCH",
+        help="check as on a host of this CPU architecture, e.g. aarch64 (tests, with --root; default: this machine's)",
     )
     options.ANNOTATIONS.add(parser)
     parser.add_argument(
@@ -50,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         environ=environ,
         annotations_path=args.annotations,
         skip=args.skip,
+        machine=args.machine,
     )
     if args.report:
         try:

@@ -1,5 +1,6 @@
 """Which NPUs the server will use: the device nodes, the allocation (device plugin / Ascend Docker Runtime), the
-runtime's logical ids, and enough of them for tensor_parallel_size."""
+runtime's logical ids, enough of them for tensor_parallel_size, and whether they are whole cards (vNPUs and soft
+partitions do not run PIECEWISE capture)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from llama_ascend import devices
+from llama_ascend.combinations import captures_graphs, graph_setting
 from llama_ascend.config import Config
 from llama_ascend.preflight.findings import Finding, fail, ok
 
@@ -47,6 +49,9 @@ def select_cards(
     except ValueError as exc:
         return [], [fail("visible-devices", str(exc), fix="use a comma-separated list of card ids, e.g. 0,1")]
     if not present:
+        virtual = devices.virtual_device_nodes(root)
+        if virtual:
+            return virtual[:tp], [_virtual_nodes_only(virtual)]
         return [], [
             fail(
                 "device-nodes",
@@ -81,6 +86,21 @@ def select_cards(
             ok("visible-devices", f"serve sets {devices.RT_VISIBLE_ENV}={ids} for cards {', '.join(map(str, chosen))}")
         )
     return chosen, findings
+
+
+def _virtual_nodes_only(virtual: list[int]) -> Finding:
+    """Only /dev/vdavinci<N> nodes: vNPUs passed under the host's name (a plain `docker run --device`)."""
+    nodes = ", ".join(f"/dev/vdavinci{v}" for v in virtual)
+    first = virtual[0]
+    return fail(
+        "device-nodes",
+        f"no /dev/davinciN, but {nodes}: vNPU(s) mounted under the host's name",
+        cause="the vNPU was passed with --device /dev/vdavinci<N>, which keeps the host's name; the Ascend Docker "
+        "Runtime and the Ascend device plugin mount a vNPU as /dev/davinci<N> instead",
+        fix=f"mount it as they do: --device /dev/vdavinci{first}:/dev/davinci{first}, or with the Ascend Docker "
+        f"Runtime -e ASCEND_VISIBLE_DEVICES={first} -e ASCEND_RUNTIME_OPTIONS=VIRTUAL",
+        severity="warning",
+    )
 
 
 def _allocation_mounted(cards: list[int], source: str, present: list[int]) -> Finding:
@@ -138,3 +158,65 @@ def check_tp(config: Config, cards: list[int], root: Path) -> Finding:
         fix=f"request {tp} card(s) (huawei.com/Ascend910: {tp}), mount them all, and leave "
         f"{devices.RT_VISIBLE_ENV} unset; or lower server.tensor_parallel_size",
     )
+
+
+# vCANN-RT, the library behind NPU soft partitioning (mind-cluster "virtual instance with vCANN RT"): the whole card is
+# mounted into several containers and /etc/ld.so.preload loads libvruntime.so into every process, which holds each
+# container to its share of the card (Ascend/mind-cluster docs/zh/scheduling/usage/virtual_instance/
+# virtual_instance_with_vcann_rt/01_soft_allocation_virtualization.md).
+LD_SO_PRELOAD = "etc/ld.so.preload"
+VCANN_RT_LIBRARY = "libvruntime.so"
+
+
+def soft_partition_library(root: Path) -> str | None:
+    """The libvruntime.so entry of <root>/etc/ld.so.preload, or None when vCANN-RT is not preloaded."""
+    try:
+        text = (root / LD_SO_PRELOAD).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return next((entry for entry in text.split() if VCANN_RT_LIBRARY in entry), None)
+
+
+def check_vnpu(config: Config, root: Path, cards: list[int]) -> Finding:
+    """Whole cards, or a partition of one: vLLM-Ascend 0.18.0 does not run PIECEWISE capture on a soft-partitioned NPU
+    (vllm-project/vllm-ascend issue #8585; "Common Limitations and Caveats" in its docs/source/user_guide/
+    feature_guide/graph_mode.md); a hardware vNPU gets a warning, as the same stream budget applies to it unverified."""
+    setting = graph_setting(config)
+    piecewise = captures_graphs(config) and config.server.compilation == "PIECEWISE"
+    fix = (
+        "--set server.compilation=FULL_DECODE_ONLY (one graph per batch size instead of num_hidden_layers + 1 "
+        "pieces) or --set server.enforce_eager=true; or run on a whole card"
+    )
+    # vllm_ascend/utils.py update_aclgraph_sizes: "we can only capture 1800 graphs at most" (MAX_CAPTURE_SIZE),
+    # "bounded by the number of streams, which is 2048"; ACL_Graph.md: piecewise capture needs a stream per graph.
+    budget = (
+        "sizes ACL graph capture for a whole device's 2048 streams (update_aclgraph_sizes in vllm_ascend/utils.py: at "
+        "most 1800 graphs), and PIECEWISE needs one stream per graph, num_hidden_layers + 1 of them per batch size"
+    )
+    library = soft_partition_library(root)
+    if library:
+        found = f"soft-partitioned NPU (vCANN-RT: /{LD_SO_PRELOAD} loads {library})"
+        if not piecewise:
+            return ok("vnpu", f"{found} with {setting}: not PIECEWISE, which soft partitions do not run")
+        return fail(
+            "vnpu",
+            f"{found} with {setting}",
+            cause=f"vLLM-Ascend 0.18.0 does not support NPU soft partitioning with PIECEWISE (issue #8585, its "
+            f"graph_mode.md): it {budget}, while a soft partition gets only its share of the streams",
+            fix=fix,
+        )
+    vnpus = sorted({c for c in cards if c >= devices.VNPU_FIRST_ID} | set(devices.virtual_device_nodes(root)))
+    if vnpus:
+        found = f"vNPU(s) {', '.join(map(str, vnpus))} (hardware partitions: ids from {devices.VNPU_FIRST_ID})"
+        if not piecewise:
+            return ok("vnpu", f"{found} with {setting}: not PIECEWISE")
+        return fail(
+            "vnpu",
+            f"{found} with {setting}",
+            cause=f"vLLM-Ascend {budget}; that fails on soft partitions, which get a share of the streams (issue "
+            "#8585); a vNPU gets its template's share of AICore and HBM, and whether it keeps all of the card's "
+            "streams is not documented",
+            fix=fix,
+            severity="warning",
+        )
+    return ok("vnpu", f"card(s) {', '.join(map(str, cards))}: whole cards (no vNPU, no vCANN-RT soft partition)")

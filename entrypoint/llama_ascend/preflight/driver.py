@@ -1,18 +1,53 @@
-"""The Ascend driver (its HAL library and version) and the CANN toolkit's environment."""
+"""The Ascend driver (its HAL library, and its HDK version against graph capture) and the CANN toolkit's environment."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from llama_ascend import ascend_env
+from llama_ascend.combinations import captures_graphs, graph_setting
+from llama_ascend.config import Config
 from llama_ascend.preflight.findings import Finding, fail, ok
 
 DRIVER_DIR = "usr/local/Ascend/driver"
 HAL_LIBRARY_DIRS = ("lib64/driver", "lib64", "lib64/common")
 
 
-def check_driver(root: Path) -> list[Finding]:
+# The oldest Ascend HDK (driver + firmware) that captures ACL graphs: older stacks fail at capture with "alloc sq cq
+# fail". From vllm-project/vllm-ascend PR #10555 ("[BugFix] Improve ACL graph stream resource error guidance": it
+# detects the old stack by that signature, `_OLD_HDK_CAPTURE_ERROR_MARKERS` in vllm_ascend/compilation/acl_graph.py,
+# and advises "upgrading Ascend HDK to 25.5.1 or later"). The PR came after 0.18.0: 0.18.0 fails the same way, without
+# the advice.
+MIN_GRAPH_HDK = "25.5.1"
+_HDK_VERSION = re.compile(r"(\d+)\.(\d+)\.(?:(\d+)|rc(\d+))(?:[.\-_+].*)?", re.IGNORECASE)
+
+
+def hdk_version_key(version: str) -> tuple[int, int, int, int, int] | None:
+    """A sortable key for an HDK version as version.info writes it, or None when it is not one.
+
+    Accepts `25.5.1`, `23.0.6`, `24.1.rc2`, `25.5.RC1` and a suffix after them (`24.1.rc2.1`, `23.0.3-b060`, ignored).
+    A release candidate comes before the release of the same major.minor: 25.5.RC1 < 25.5.0 < 25.5.1."""
+    match = _HDK_VERSION.fullmatch(version.strip())
+    if not match:
+        return None
+    major, minor, patch, rc = match.groups()
+    if rc is not None:
+        return int(major), int(minor), 0, 0, int(rc)
+    return int(major), int(minor), int(patch), 1, 0
+
+
+def driver_version(version_file: Path) -> str:
+    """The `Version=` line of the driver's version.info ("unknown" without one); OSError when it cannot be read."""
+    for line in version_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "Version":
+            return value.strip().strip("\"'") or "unknown"
+    return "unknown"
+
+
+def check_driver(root: Path, config: Config) -> list[Finding]:
     driver = root / DRIVER_DIR
     findings = []
     hal = next(
@@ -32,15 +67,7 @@ def check_driver(root: Path) -> list[Finding]:
         findings.append(ok("driver", f"{hal.relative_to(root)} present"))
     version_file = driver / "version.info"
     try:
-        version = next(
-            (
-                line.split("=", 1)[1].strip()
-                for line in version_file.read_text().splitlines()
-                if line.startswith("Version=")
-            ),
-            "unknown",
-        )
-        findings.append(ok("driver", f"driver version {version} ({version_file.relative_to(root)})"))
+        version = driver_version(version_file)
     except OSError:
         findings.append(
             fail(
@@ -51,7 +78,40 @@ def check_driver(root: Path) -> list[Finding]:
                 "(or mount the whole driver dir)",
             )
         )
+        return findings
+    findings.append(check_hdk_for_graphs(version, inside(version_file, root), config))
     return findings
+
+
+def check_hdk_for_graphs(version: str, where: str, config: Config) -> Finding:
+    """The driver (HDK) version against graph capture: older than MIN_GRAPH_HDK fails when the config captures."""
+    found = f"driver (HDK) {version} ({where})"
+    setting = graph_setting(config)
+    if not captures_graphs(config):
+        return ok("driver", f"{found}; {setting} captures no ACL graphs, so any HDK version serves")
+    key = hdk_version_key(version)
+    if key is None:
+        return fail(
+            "driver",
+            f"{found}: cannot tell whether it is older than HDK {MIN_GRAPH_HDK}, which ACL graph capture "
+            f"({setting}) needs",
+            cause="version.info's Version line is not a version llama-ascend can read (like 25.5.1 or 24.1.rc2)",
+            fix=f"check `npu-smi info` on the host: HDK {MIN_GRAPH_HDK} or later, or --set server.enforce_eager=true",
+            severity="warning",
+        )
+    minimum = hdk_version_key(MIN_GRAPH_HDK)
+    assert minimum is not None
+    if key < minimum:
+        return fail(
+            "driver",
+            f"{found} is older than {MIN_GRAPH_HDK}, and {setting} captures ACL graphs",
+            cause='ACL graph capture on an older HDK/CANN stack fails at start-up with "alloc sq cq fail" '
+            f"(vllm-project/vllm-ascend PR #10555 adds this guidance: upgrade the Ascend HDK to {MIN_GRAPH_HDK} "
+            "or later)",
+            fix=f"upgrade the host's NPU driver and firmware to HDK {MIN_GRAPH_HDK} or later, or --set "
+            "server.enforce_eager=true (no graph capture: it starts, but decodes slower)",
+        )
+    return ok("driver", f"{found} >= {MIN_GRAPH_HDK}: ACL graph capture ({setting}) is supported")
 
 
 def cann_roots(root: Path, environ: Mapping[str, str]) -> list[Path]:

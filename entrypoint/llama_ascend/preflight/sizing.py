@@ -32,7 +32,8 @@ LLAMA_31_8B = {
     "torch_dtype": "bfloat16",
     "tie_word_embeddings": False,
 }
-# Hub ids (case-insensitive) whose architecture is known without their config.json.
+# Hub ids (case-insensitive) whose architecture is known without their config.json (quantized ones too: how their
+# weights are stored follows from server.quantization).
 KNOWN_MODELS = {
     model_id.lower(): ("Llama-3.1-8B", LLAMA_31_8B)
     for model_id in (
@@ -42,8 +43,12 @@ KNOWN_MODELS = {
         "meta-llama/Meta-Llama-3.1-8B-Instruct",
         "meta-llama/Llama-3.1-8B",
         "meta-llama/Meta-Llama-3.1-8B",
+        "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8",
     )
 }
+# Bits per linear-layer weight of a quantized checkpoint whose config.json does not say (msModelSlim's W8A8 and
+# W8A16 both store int8 weights); embeddings, norms and lm_head stay in the dtype.
+DEFAULT_QUANTIZED_WEIGHT_BITS = 8
 SIZING_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
 
@@ -92,15 +97,28 @@ def read_spec(model_dir: Path) -> tuple[dict[str, Any] | None, str]:
     return spec, ""
 
 
+def linear_weight_bits(config: Config, spec: Mapping[str, Any]) -> tuple[int | None, str]:
+    """Bits per linear-layer weight (None: unquantized, the dtype's) and, for a quantized checkpoint, how that was
+    found: compressed-tensors' `quantization_config.config_groups.*.weights.num_bits` in config.json, else the
+    stated default."""
+    if not config.server.quantization:
+        return None, ""
+    groups = (spec.get("quantization_config") or {}).get("config_groups") or {}
+    bits = {g.get("weights", {}).get("num_bits") for g in groups.values() if isinstance(g, dict)} - {None}
+    if len(bits) == 1:
+        found = int(bits.pop())
+        return found, f"{config.server.quantization}: {found}-bit linear weights (config.json quantization_config)"
+    return DEFAULT_QUANTIZED_WEIGHT_BITS, (
+        f"{config.server.quantization}: linear weights sized as {DEFAULT_QUANTIZED_WEIGHT_BITS}-bit (W8A8/W8A16)"
+    )
+
+
 def known_spec(config: Config, why: str) -> tuple[dict[str, Any], str, bool]:
     """The architecture to size by without a usable config.json: the configured model's when llama-ascend knows its
     id, else Llama-3.1-8B's as a stated assumption."""
     dtype = config.server.dtype if config.server.dtype != "auto" else "bfloat16"
-    quantized = (
-        f"; sized unquantized, a {config.server.quantization} checkpoint is smaller"
-        if config.server.quantization
-        else ""
-    )
+    bits, how = linear_weight_bits(config, {})
+    quantized = f"; {how}" if bits else ""
     known = KNOWN_MODELS.get(config.model.id.lower()) if config.model.source != "local" else None
     if known:
         name, spec = known
@@ -134,7 +152,11 @@ def footprint(config: Config) -> ModelFootprint:
         return ModelFootprint(sum(f.stat().st_size for f in files), kv_per_token, "safetensors files")
     vocab = int(spec["vocab_size"])
     inter = int(spec.get("intermediate_size") or 4 * hidden)
-    per_layer = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2 + 3 * hidden * inter + 2 * hidden
+    linear = layers * (hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2 + 3 * hidden * inter)
     embeddings = vocab * hidden * (1 if spec.get("tie_word_embeddings") else 2)
-    params = layers * per_layer + embeddings + hidden
-    return ModelFootprint(params * width, kv_per_token, sized_from, assumed)
+    norms = layers * 2 * hidden + hidden
+    bits, how = linear_weight_bits(config, spec)
+    linear_bytes = linear * bits // 8 if bits else linear * width
+    if bits and sized_from == "config.json":
+        sized_from = f"config.json, {how}"
+    return ModelFootprint(linear_bytes + (embeddings + norms) * width, kv_per_token, sized_from, assumed)
