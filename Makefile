@@ -88,6 +88,13 @@ verify: setup
 bench: setup
 	$(VENV)/bin/python bench/run.py --config $(CONFIG) --out bench/results
 
+# bench-ready: time to Ready by the old probes (first /health, /v1/models 200) vs by `llama-ascend probe warm` (first
+# 1-token completion), and the first user request after each; bench/results/ready.{json,md} (issue 15).
+.PHONY: bench-ready
+
+bench-ready: setup
+	$(VENV)/bin/python bench/ready.py --config $(CONFIG) --out bench/results
+
 # --- A fleet (issue 13): N replicas behind vLLM's router -------------------------------------------------------
 # fleet: REPLICAS replicas of CONFIG on 127.0.0.1:8001.. behind the router on 127.0.0.1:8000 (the URL `make smoke`
 # uses); Ctrl-C stops them all, draining. bench-fleet: cache_aware vs round_robin vs one replica, multi-turn chat.

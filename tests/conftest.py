@@ -10,7 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from llama_ascend_dev import server_process
 
@@ -86,6 +88,21 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
         env={**os.environ, **(env or {})},
         cwd=ROOT,
     )
+
+
+def metric_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus endpoint, by name and sorted labels."""
+    text = httpx.get(url, timeout=30).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_total(url: str, name: str) -> float:
+    """A counter summed over its labels."""
+    return sum(value for (metric, _), value in metric_samples(url).items() if metric == name)
 
 
 @pytest.fixture(scope="session")

@@ -161,3 +161,31 @@ def test_make_bench_summary_renders_every_step(tmp_path: Path) -> None:
     assert "| cold (empty cache) | 300.0 |" in text and "warm / cold = **0.40**" in text
     assert "concurrency 8, 32 requests): 61.2 output tok/s" in text
     assert json.loads((tmp_path / "summary.json").read_text())["overhead"]["throughput_ratio"] == pytest.approx(0.98)
+
+
+def test_make_bench_ready_renders_both_definitions_with_the_load() -> None:
+    spec = importlib.util.spec_from_file_location("bench_ready", ROOT / "bench" / "ready.py")
+    bench_ready = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_ready)
+    request = {"ttft_ms": 150.0, "latency_ms": 900.0}
+    samples = [
+        {"round": 1, "definition": "listening", "health_s": 30.0, "ready_s": 30.5, "load_1m": 2.0},
+        {"round": 1, "definition": "warm", "ready_s": 31.0, "warm_completion_ms": 120.0, "load_1m": 2.5},
+    ]
+    for sample in samples:
+        sample.update(first=request, second={"ttft_ms": 50.0, "latency_ms": 700.0})
+    document = {
+        "time": "2026-11-26T00:00:00+0000",
+        "config": "config/dev-cpu.yaml",
+        "backend": "cpu",
+        "served_name": "SmolLM2-135M-Instruct",
+        "machine": {"cpus": 2, "platform": "Linux"},
+        "samples": samples,
+        "medians": bench_ready.medians(samples),
+    }
+    text = bench_ready.markdown(document)
+    assert "| 1 | listening | /health 30.0, /v1/models 30.5 | 150 | 900 | 50 | 700 | 2.00 |" in text
+    assert "| 1 | warm | probe warm 31.0 (its completion 120 ms) | 150 | 900 | 50 | 700 | 2.50 |" in text
+    assert (
+        "| | listening | 30.5 | 150 | 900 | 50 | 700 |" in text and "| | warm | 31.0 | 150 | 900 | 50 | 700 |" in text
+    )

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import DEV_CONFIG
+from conftest import DEV_CONFIG, metric_samples, metric_total
 from llama_ascend_dev.fleet import Fleet, Router
 from llama_ascend_dev.server_process import free_port
 
@@ -25,23 +24,13 @@ KEY_ENV = "LLAMA_FLEET_TEST_KEY"
 HANG_GUARD = 300.0
 
 
-def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(url, timeout=30).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def replica_total(fleet: Fleet, index: int, name: str) -> float:
     """A counter of one replica (summed over its labels), from its own /metrics."""
-    found = samples(f"{fleet.replica_urls()[index]}/metrics")
-    return sum(value for (metric, _), value in found.items() if metric == name)
+    return metric_total(f"{fleet.replica_urls()[index]}/metrics", name)
 
 
 def worker_health(router: Router, worker: str) -> float | None:
-    found = samples(router.metrics_url)
+    found = metric_samples(router.metrics_url)
     return found.get(("vllm_router_worker_health", (("worker", worker),)))
 
 

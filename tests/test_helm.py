@@ -330,12 +330,34 @@ def test_config_change_rolls_the_pods() -> None:
 # Probes, drain, update strategy ----------------------------------------------------------------------------------
 
 
+def probe_command(check: str, values: dict[str, Any], timeout: int) -> list[str]:
+    """`llama-ascend probe CHECK` as the chart should render it for these values: port, name and key variable from
+    the config (the config-defaults the chart reads, under `config:`), 2 s under the kubelet's timeout."""
+    config = json.loads((CHART / "files" / "config-defaults.json").read_text())
+    for section, keys in values["config"].items():
+        config[section] = {**config[section], **keys} if isinstance(keys, dict) else keys
+    model = ["--model", config["model"]["served_name"]] if check == "warm" else []
+    return [
+        "llama-ascend",
+        "probe",
+        check,
+        "--port",
+        str(config["server"]["port"]),
+        *model,
+        "--api-key-env",
+        config["server"].get("api_key_env") or "",
+        "--timeout",
+        str(timeout - 2),
+    ]
+
+
 @pytest.mark.parametrize("value_set", VALUE_SETS)
-def test_startup_budget_covers_load_and_graph_capture(value_set: str) -> None:
+def test_startup_probe_is_one_real_completion_within_the_load_and_graph_capture_budget(value_set: str) -> None:
     values = merged_values(value_set)
     server = container(workload(render(value_set))["spec"]["template"]["spec"], "server")
     probe = server["startupProbe"]
-    assert probe["httpGet"] == {"path": "/health", "port": "http"}
+    assert probe["exec"]["command"] == probe_command("warm", values, values["startupProbe"]["timeoutSeconds"])
+    assert probe["timeoutSeconds"] == values["startupProbe"]["timeoutSeconds"] >= 30, "the first NPU request compiles"
     budget = values["startupProbe"]["loadBudgetSeconds"]
     compiles = values["config"].get("backend", "ascend") == "ascend" and not values["config"]["server"].get(
         "enforce_eager"
@@ -353,17 +375,34 @@ def test_readiness_asks_for_the_model_list() -> None:
     assert server["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": "http"}
 
 
+def test_without_warmup_the_startup_probe_asks_health() -> None:
+    server = container(
+        workload(render("default", "--set", "startupProbe.warmup=false"))["spec"]["template"]["spec"], "server"
+    )
+    assert server["startupProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+
+
 def test_readiness_with_an_api_key_reads_it_from_the_environment() -> None:
     server = container(workload(render("ingress"))["spec"]["template"]["spec"], "server")
-    command = server["readinessProbe"]["exec"]["command"]
-    assert command[:2] == ["python3", "-c"]
-    assert "/v1/models" in command[2] and "os.environ['VLLM_API_KEY']" in command[2]
+    assert server["readinessProbe"]["exec"]["command"] == probe_command("ready", merged_values("ingress"), 5)
+    assert server["startupProbe"]["exec"]["command"][-3] == "VLLM_API_KEY"
     assert "test-key-not-a-secret" not in json.dumps(server)
 
 
-def test_readiness_probe_code_is_valid_python() -> None:
-    server = container(workload(render("ingress"))["spec"]["template"]["spec"], "server")
-    compile(server["readinessProbe"]["exec"]["command"][2], "readinessProbe", "exec")
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_the_probe_commands_are_ones_the_cli_takes(value_set: str) -> None:
+    """Every exec probe parses with the real CLI's parser, into a probe that needs no config."""
+    from llama_ascend import cli
+
+    server = container(workload(render(value_set))["spec"]["template"]["spec"], "server")
+    commands = [
+        server[kind]["exec"]["command"] for kind in ("startupProbe", "readinessProbe") if "exec" in server[kind]
+    ]
+    assert commands
+    for command in commands:
+        assert command[0] == "llama-ascend"
+        args = cli.build_parser().parse_args(command[1:])
+        assert args.command == "probe" and args.port is not None and args.api_key_env is not None
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -997,6 +1036,11 @@ BAD_VALUES = [
         "npu-listed-by-hand",
         ["resources.limits.huawei\\.com/Ascend910=2"],
         r"resources.limits\[huawei.com/Ascend910\]=2 disagrees",
+    ),
+    (
+        "keyed-readiness-elsewhere-in-v1",
+        ["apiKey.value=k", "config.server.api_key_env=VLLM_API_KEY", "readinessProbe.path=/v1/completions"],
+        r"readinessProbe.path=/v1/completions needs the API key, and the keyed readiness check",
     ),
     (
         "recreate-statefulset",

@@ -155,7 +155,7 @@ def test_image_config(cpu_image: str) -> None:
     assert config["Cmd"] == ["serve", "--config", "/opt/llama-ascend/config/dev-cpu.yaml"]
     assert "8000/tcp" in config["ExposedPorts"] and "/models" in config["Volumes"]
     health = info["Healthcheck"]  # podman keeps the Docker-format healthcheck beside Config
-    assert health and health["Test"][0] == "CMD" and "/health" in " ".join(health["Test"])
+    assert health and health["Test"] == ["CMD", "llama-ascend", "probe", "healthcheck"]
     labels = config["Labels"]
     pins = image_build.dockerfile_args()
     assert labels["org.opencontainers.image.version"] == f"{image_build.project_version()}-cpu"
@@ -278,8 +278,14 @@ def test_documented_docker_run_through_the_docker_cli(
             "HwHiAiUser",
             "/etc/profile.d/llama-ascend-cann.sh",
         ]
-        health = subprocess.run(["podman", "healthcheck", "run", name], capture_output=True, text=True, check=False)
-        assert health.returncode == 0, health.stdout + health.stderr
+        for _ in range(2):
+            health = subprocess.run(["podman", "healthcheck", "run", name], capture_output=True, text=True, check=False)
+            assert health.returncode == 0, health.stdout + health.stderr
+        log = subprocess.run(
+            ["podman", "inspect", name, "--format", "{{json .State.Health.Log}}"], capture_output=True, text=True
+        )
+        outputs = [entry["Output"] for entry in json.loads(log.stdout)]
+        assert outputs[-2].startswith("warm: ") and outputs[-1].startswith("healthy: "), outputs  # warm once
         # SIGTERM, and SIGKILL only after the grace period (a hang guard): exit status 0 or 143 is the server ending
         # on the SIGTERM, 137 would be the SIGKILL.
         docker("stop", "--time", str(STOP_GRACE), name)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from llama_ascend.client import auth_headers
 from llama_ascend.errors import CheckFailed
-from llama_ascend.smoke import auth_headers
 
 
 def free_port() -> int:
@@ -23,6 +23,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for(
+    ready: Callable[[], bool],
+    *,
+    alive: Callable[[], bool],
+    log_tail: Callable[[], str],
+    timeout: float,
+    name: str = "the server",
+    interval: float = 0.5,
+) -> float:
+    """Seconds until `ready()` holds, asked every `interval` s; CheckFailed with the log's tail if the server dies
+    or `timeout` passes first."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not alive():
+            raise CheckFailed(f"{name} exited before it was ready:\n{log_tail()[-4000:]}")
+        if ready():
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise CheckFailed(f"{name} was not ready after {timeout:.0f} s:\n{log_tail()[-4000:]}")
 
 
 def wait_ready(
@@ -36,17 +57,14 @@ def wait_ready(
 ) -> float:
     """Seconds until GET /v1/models answers 200; CheckFailed with the log's tail if the server dies or times out."""
     headers = auth_headers(api_key)
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if not alive():
-            raise CheckFailed(f"{name} exited before it was ready:\n{log_tail()[-4000:]}")
+
+    def lists_models() -> bool:
         try:
-            if httpx.get(f"{url}/v1/models", headers=headers, timeout=5).status_code == 200:
-                return time.monotonic() - started
+            return httpx.get(f"{url}/v1/models", headers=headers, timeout=5).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise CheckFailed(f"{name} was not ready after {timeout:.0f} s:\n{log_tail()[-4000:]}")
+            return False
+
+    return wait_for(lists_models, alive=alive, log_tail=log_tail, timeout=timeout, name=name)
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -86,12 +104,12 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def wait_ready(self, timeout: float) -> float:
-        process = self.process
-        assert process is not None, "launch() first"
-        self.ready_s = wait_ready(
-            self.url, alive=lambda: process.poll() is None, log_tail=self.log, timeout=timeout, name=self.name
-        )
+        assert self.process is not None, "launch() first"
+        self.ready_s = wait_ready(self.url, alive=self.alive, log_tail=self.log, timeout=timeout, name=self.name)
         return self.ready_s
 
     def start(self, timeout: float = 1200) -> float:

@@ -110,7 +110,7 @@ EXPORTER_PORT = Option(
 )
 
 OPTIONS: tuple[tuple[str, Option], ...] = (
-    ("render, serve, fetch, preflight, verify, exporter, router", CONFIG),
+    ("render, serve, fetch, preflight, verify, exporter, router, probe", CONFIG),
     ("smoke, verify, bench", URL),
     ("smoke, verify, bench", MODEL),
     ("smoke, verify, bench", API_KEY),

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import httpx
-
+from llama_ascend.client import MODELS_PATH, ServerClient
 from llama_ascend.errors import CheckFailed
 
 SYSTEM_PROMPT = "You are a helpful assistant."
@@ -20,41 +19,6 @@ class CheckResult:
     name: str
     passed: bool
     detail: str
-
-
-def auth_headers(api_key: str | None) -> dict[str, str]:
-    """The headers that carry the server's API key (vLLM's --api-key: a bearer token); none without a key."""
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
-
-class SmokeClient:
-    def __init__(self, url: str, api_key: str | None = None, timeout: float = 120.0):
-        self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, headers=auth_headers(api_key), timeout=timeout)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise CheckFailed(f"{self.url}{path}: no answer within {self.http.timeout.read} s") from None
-        except httpx.TransportError as exc:
-            raise CheckFailed(
-                f"{self.url}: server unreachable ({exc.__class__.__name__}: {exc}); is it running?"
-            ) from None
-        if response.status_code == 401:
-            raise CheckFailed(
-                f"{self.url}{path}: 401 Unauthorized: the server needs an API key (--api-key or $LLAMA_ASCEND_API_KEY)"
-            )
-        if response.status_code >= 400:
-            raise CheckFailed(f"{self.url}{path}: HTTP {response.status_code}: {response.text[:300]}")
-        return response.json()
-
-    def stream(self, path: str, body: dict[str, Any]) -> list[str]:
-        """The `data:` payloads of an SSE response, in order."""
-        with self.http.stream("POST", path, json=body) as response:
-            if response.status_code >= 400:
-                raise CheckFailed(f"{self.url}{path}: HTTP {response.status_code} on a streamed request")
-            return [line[len("data:") :].strip() for line in response.iter_lines() if line.startswith("data:")]
 
 
 def _chat(model: str, user: str, temperature: float, max_tokens: int) -> dict[str, Any]:
@@ -80,19 +44,19 @@ def _text_check(name: str, text: str, reply: dict[str, Any], must_contain: str |
     return CheckResult(name, ok, detail)
 
 
-def resolve_model(client: SmokeClient, model: str | None) -> tuple[str, CheckResult]:
-    listed = [entry["id"] for entry in client.request("GET", "/v1/models").get("data", [])]
+def resolve_model(client: ServerClient, model: str | None) -> tuple[str, CheckResult]:
+    listed = client.served_models()
     if model is None:
         if not listed:
-            raise CheckFailed(f"{client.url}/v1/models lists no model")
+            raise CheckFailed(f"{client.url}{MODELS_PATH} lists no model")
         model = listed[0]
     if model not in listed:
-        raise CheckFailed(f"{client.url}: model {model!r} is not served; /v1/models lists {listed}")
-    return model, CheckResult("models", True, f"/v1/models lists {listed}")
+        raise CheckFailed(f"{client.url}: model {model!r} is not served; {MODELS_PATH} lists {listed}")
+    return model, CheckResult("models", True, f"{MODELS_PATH} lists {listed}")
 
 
 def run_checks(url: str, model: str | None = None, api_key: str | None = None) -> list[CheckResult]:
-    client = SmokeClient(url, api_key)
+    client = ServerClient(url, api_key)
     model, listed = resolve_model(client, model)
     results = [listed]
 

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from llama_ascend.client import ServerClient
 from llama_ascend.errors import CheckFailed, ConfigError
-from llama_ascend.smoke import SmokeClient, resolve_model
+from llama_ascend.smoke import resolve_model
 
 REFERENCE_PROMPTS = (
     "The capital of France is",
@@ -107,7 +108,7 @@ class ServerCompletion:
     stopped: bool  # finish_reason "stop": the server ended the text (EOS) before max_tokens
 
 
-def server_completion(client: SmokeClient, model: str, prompt: str, max_tokens: int) -> ServerCompletion:
+def server_completion(client: ServerClient, model: str, prompt: str, max_tokens: int) -> ServerCompletion:
     body = {
         "model": model,
         "prompt": prompt,
@@ -233,7 +234,7 @@ def run(
     max_tokens: int = MAX_TOKENS,
     dtype: str = "bfloat16",
 ) -> list[PromptResult]:
-    client = SmokeClient(url, api_key, timeout=300)
+    client = ServerClient(url, api_key, timeout=300)
     model, _ = resolve_model(client, model)
     completions = [server_completion(client, model, prompt, max_tokens) for prompt in prompts]
     reference = Reference(reference_model, dtype)

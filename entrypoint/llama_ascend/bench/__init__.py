@@ -56,10 +56,10 @@ __all__ = [
 
 
 def resolve_model(url: str, api_key: str | None, model: str | None) -> str:
-    from llama_ascend.smoke import SmokeClient
+    from llama_ascend.client import ServerClient
     from llama_ascend.smoke import resolve_model as resolve
 
-    return resolve(SmokeClient(url, api_key), model)[0]
+    return resolve(ServerClient(url, api_key), model)[0]
 
 
 def sweep(

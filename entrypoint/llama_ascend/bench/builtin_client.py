@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from llama_ascend.bench.runs import BUILTIN_CLIENT, INPUT_LEN, OUTPUT_LEN, Run, percentile
-from llama_ascend.smoke import auth_headers
+from llama_ascend.client import auth_headers
 
 # Words for the async client's random prompts: common English words are about one token each.
 _WORDS = [
@@ -169,10 +169,11 @@ async def _async_run(
     num_prompts: int,
     input_len: int,
     output_len: int,
+    seed: int,
 ) -> Run:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     gate = asyncio.Semaphore(concurrency)
-    prompts = _prompts(dataset, num_prompts, input_len)
+    prompts = _prompts(dataset, num_prompts, input_len, seed)
 
     async with httpx.AsyncClient(base_url=url, headers=auth_headers(api_key), timeout=600, limits=limits) as client:
 
@@ -224,5 +225,7 @@ def builtin_run(
     num_prompts: int,
     input_len: int = INPUT_LEN,
     output_len: int = OUTPUT_LEN,
+    seed: int = 0,
 ) -> Run:
-    return asyncio.run(_async_run(url, model, api_key, dataset, concurrency, num_prompts, input_len, output_len))
+    """`seed` picks the random prompts: another seed, other prompts (no prefix-cache hits on the last run's)."""
+    return asyncio.run(_async_run(url, model, api_key, dataset, concurrency, num_prompts, input_len, output_len, seed))

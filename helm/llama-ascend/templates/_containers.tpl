@@ -88,6 +88,28 @@ securityContext:
     {{- include "llama-ascend.commonMounts" . | nindent 4 }}
 {{- end -}}
 
+{{/*
+`llama-ascend probe CHECK` as an exec probe's command: everything it needs is given, so it never reads the config,
+and the API key stays in the container's environment (only the variable's name is here, "" for none). Its own
+timeout is 2 s under the kubelet's, so a slow answer fails with the probe's message instead of a kill.
+*/}}
+{{- define "llama-ascend.probeCommand" -}}
+{{- $ctx := .context -}}
+- llama-ascend
+- probe
+- {{ .check }}
+- --port
+- {{ include "llama-ascend.port" $ctx | quote }}
+{{- if eq .check "warm" }}
+- --model
+- {{ include "llama-ascend.servedName" $ctx | quote }}
+{{- end }}
+- --api-key-env
+- {{ include "llama-ascend.apiKeyEnv" $ctx | quote }}
+- --timeout
+- {{ max 1 (sub (int .timeoutSeconds) 2) | quote }}
+{{- end -}}
+
 {{- define "llama-ascend.serverContainer" -}}
 {{- $port := include "llama-ascend.port" . | int -}}
 {{- $apiKeyEnv := include "llama-ascend.apiKeyEnv" . -}}
@@ -118,9 +140,16 @@ securityContext:
   {{- end }}
   {{- if .Values.startupProbe.enabled }}
   startupProbe:
+    {{- if .Values.startupProbe.warmup }}
+    exec:
+      # Ready means warm: one real 1-token completion, which on the NPU pays the first request's compilation.
+      command:
+        {{- include "llama-ascend.probeCommand" (dict "context" . "check" "warm" "timeoutSeconds" .Values.startupProbe.timeoutSeconds) | nindent 8 }}
+    {{- else }}
     httpGet:
       path: /health
       port: http
+    {{- end }}
     periodSeconds: {{ .Values.startupProbe.periodSeconds }}
     timeoutSeconds: {{ .Values.startupProbe.timeoutSeconds }}
     failureThreshold: {{ include "llama-ascend.startupFailureThreshold" . }}
@@ -129,11 +158,9 @@ securityContext:
   readinessProbe:
     {{- if and $apiKeyEnv (hasPrefix "/v1" .Values.readinessProbe.path) }}
     exec:
-      # /v1 routes need the API key: read it from the container's environment, never from the pod spec.
+      # /v1 routes need the API key: the probe reads it from the container's environment, never from the pod spec.
       command:
-        - python3
-        - -c
-        - {{ printf "import os, urllib.request as r; r.urlopen(r.Request('http://127.0.0.1:%d%s', headers={'Authorization': 'Bearer ' + os.environ['%s']}), timeout=%d)" $port .Values.readinessProbe.path $apiKeyEnv (int .Values.readinessProbe.timeoutSeconds) | quote }}
+        {{- include "llama-ascend.probeCommand" (dict "context" . "check" "ready" "timeoutSeconds" .Values.readinessProbe.timeoutSeconds) | nindent 8 }}
     {{- else }}
     httpGet:
       path: {{ .Values.readinessProbe.path }}

@@ -5,7 +5,7 @@ values are fine). `llama-ascend.validateValues` runs them all and fails once, li
 {{- define "llama-ascend.validateValues" -}}
 {{- $rules := list "host" "modelPath" "cacheDir" "autoscalers" "kedaServer" "sharedClaim" "statefulSetStrategy"
   "gracePeriod" "apiKeyOnce" "hfTokenOnce" "apiKeyUnused" "apiKeyMissing" "npuResources" "driverMounts"
-  "routerOrPool" "routerWorkers" "poolPicker" -}}
+  "routerOrPool" "routerWorkers" "poolPicker" "keyedReadiness" -}}
 {{- $messages := list -}}
 {{- range $rule := $rules -}}
 {{- range $line := splitList "\n" (include (printf "llama-ascend.validate.%s" $rule) $) -}}
@@ -135,5 +135,12 @@ config.router.workers={{ toJson $workers }} with router.enabled: in the chart th
 {{- define "llama-ascend.validate.poolPicker" -}}
 {{- if and .Values.inferencePool.enabled (not .Values.inferencePool.endpointPickerRef.name) -}}
 inferencePool.enabled needs inferencePool.endpointPickerRef.name, the endpoint picker's Service (the InferencePool v1 API requires one)
+{{- end -}}
+{{- end -}}
+
+{{- define "llama-ascend.validate.keyedReadiness" -}}
+{{- $path := .Values.readinessProbe.path -}}
+{{- if and .Values.readinessProbe.enabled (include "llama-ascend.apiKeyEnv" .) (hasPrefix "/v1" $path) (ne $path "/v1/models") -}}
+readinessProbe.path={{ $path }} needs the API key, and the keyed readiness check (`llama-ascend probe ready`) asks /v1/models: use /v1/models, or a path outside /v1 (e.g. /health)
 {{- end -}}
 {{- end -}}
