@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -77,6 +77,40 @@ def headers(fleet: Fleet) -> dict[str, str]:
 def complete(url: str, fleet: Fleet, prompt: str, max_tokens: int = 8) -> httpx.Response:
     body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
     return httpx.post(f"{url}/v1/completions", json=body, headers=headers(fleet), timeout=120)
+
+
+@dataclass
+class Stream:
+    """A streamed completion read in a thread: each `data:` payload and when it arrived."""
+
+    url: str
+    body: dict[str, object]
+    headers: dict[str, str] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    first: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Returns once the first event has arrived (the request is in flight)."""
+        self.thread = threading.Thread(target=self._read)
+        self.thread.start()
+        assert self.first.wait(HANG_GUARD), f"no event from {self.url}"
+
+    def _read(self) -> None:
+        with httpx.stream("POST", self.url, json=self.body, headers=self.headers, timeout=300) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    self.arrivals.append(time.monotonic())
+                    self.events.append(line[5:].strip())
+                    self.first.set()
+
+    def join(self) -> None:
+        assert self.thread is not None, "start() first"
+        self.thread.join(HANG_GUARD)
+
+    def arrived_after(self, moment: float) -> int:
+        return sum(at > moment for at in self.arrivals)
 
 
 def test_requests_spread_over_both_replicas(fleet: Fleet, round_robin: Router) -> None:
@@ -189,29 +223,17 @@ def test_a_killed_replica_is_routed_around_and_rejoins(fleet: Fleet, round_robin
 
 def test_sigterm_to_the_router_lets_in_flight_requests_finish(fleet: Fleet) -> None:
     router = fleet.start_router(free_port(), name="draining router")
-    events: list[tuple[float, str]] = []
-    first = threading.Event()
     body = {"model": MODEL, "prompt": "Count:", "max_tokens": 64, "stream": True, "ignore_eos": True}
-
-    def stream() -> None:
-        url = f"{router.server.url}/v1/completions"
-        with httpx.stream("POST", url, json=body, headers=headers(fleet), timeout=300) as response:
-            for line in response.iter_lines():
-                if line.startswith("data:"):
-                    events.append((time.monotonic(), line[5:].strip()))
-                    first.set()
-
-    client = threading.Thread(target=stream)
-    client.start()
-    assert first.wait(HANG_GUARD)
+    stream = Stream(f"{router.server.url}/v1/completions", body, headers(fleet))
+    stream.start()
     assert router.server.process is not None
     sent = time.monotonic()
     os.killpg(router.server.process.pid, signal.SIGTERM)
-    client.join(HANG_GUARD)
+    stream.join()
     assert router.server.process.wait(HANG_GUARD) == 0
     fleet.extra_routers.remove(router)
-    assert events[-1][1] == "[DONE]"
-    assert sum(ts > sent for ts, _ in events) > 32  # most of the tokens came after SIGTERM
+    assert stream.events[-1] == "[DONE]"
+    assert stream.arrived_after(sent) > 32  # most of the tokens came after SIGTERM
 
 
 def test_make_fleet_stops_everything_on_sigterm_after_the_requests_in_flight(tmp_path) -> None:
@@ -229,28 +251,17 @@ def test_make_fleet_stops_everything_on_sigterm_after_the_requests_in_flight(tmp
     try:
         until(lambda: "one endpoint" in log.read_text() or fleet.poll() is not None, "the fleet is up", HANG_GUARD * 4)
         assert fleet.poll() is None, log.read_text()
-        events: list[tuple[float, str]] = []
-        first = threading.Event()
         body = {"model": MODEL, "prompt": "Count:", "max_tokens": 48, "stream": True, "ignore_eos": True}
-
-        def stream() -> None:
-            with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=300) as response:
-                for line in response.iter_lines():
-                    if line.startswith("data:"):
-                        events.append((time.monotonic(), line[5:].strip()))
-                        first.set()
-
-        client = threading.Thread(target=stream)
-        client.start()
-        assert first.wait(HANG_GUARD)
+        stream = Stream(f"http://127.0.0.1:{port}/v1/completions", body)
+        stream.start()
         sent = time.monotonic()
         fleet.send_signal(signal.SIGTERM)
-        client.join(HANG_GUARD)
+        stream.join()
         assert fleet.wait(HANG_GUARD) == 0, log.read_text()
     finally:
         if fleet.poll() is None:
             os.killpg(fleet.pid, signal.SIGKILL)
-    assert events[-1][1] == "[DONE]" and sum(ts > sent for ts, _ in events) > 24
+    assert stream.events[-1] == "[DONE]" and stream.arrived_after(sent) > 24
     assert "stopping the router, then the replicas" in log.read_text()
     with pytest.raises(httpx.ConnectError):  # nothing is left listening
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)

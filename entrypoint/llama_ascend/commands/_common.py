@@ -24,6 +24,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_help: str | Non
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
 
 
+def add_worker_url_argument(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The router's replicas given on the command line (args.worker_urls), added to router.workers."""
+    parser.add_argument(
+        "--worker-url",
+        dest="worker_urls",
+        action="append",
+        default=[],
+        metavar="URL",
+        help=f"{prefix}a replica's base URL, e.g. http://127.0.0.1:8001 (repeatable; added to router.workers)",
+    )
+
+
 def load_from_args(args: argparse.Namespace) -> Config:
     from llama_ascend.config import load_config
 

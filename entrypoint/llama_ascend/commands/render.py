@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from llama_ascend.commands._common import add_config_arguments, load_from_args
+from llama_ascend.commands._common import add_config_arguments, add_worker_url_argument, load_from_args
 
 HELP = "print the exact vLLM server (or --router: router) command a config renders to (no network, no devices)"
 
@@ -14,14 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help='print {"argv": [...], "env": {...}} instead of a shell command'
     )
     parser.add_argument("--router", action="store_true", help="the router's command (the config's router section)")
-    parser.add_argument(
-        "--worker-url",
-        dest="worker_urls",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="with --router: a replica's base URL (repeatable; added to router.workers)",
-    )
+    add_worker_url_argument(parser, prefix="with --router: ")
 
 
 def run(args: argparse.Namespace) -> int:

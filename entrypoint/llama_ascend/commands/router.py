@@ -5,7 +5,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from llama_ascend.commands._common import add_config_arguments, load_from_args
+from llama_ascend.commands._common import add_config_arguments, add_worker_url_argument, load_from_args
 from llama_ascend.errors import ConfigError
 
 HELP = "render the vLLM router's command from the config's router section and exec it: one endpoint for the replicas"
@@ -13,14 +13,7 @@ HELP = "render the vLLM router's command from the config's router section and ex
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument(
-        "--worker-url",
-        dest="worker_urls",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="a replica's base URL, e.g. http://127.0.0.1:8001 (repeatable; added to router.workers)",
-    )
+    add_worker_url_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the command it would exec and stop")
 
 
