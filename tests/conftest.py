@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,6 +68,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         terminalreporter.write_line(f"  UNEXPECTED SKIP {report.nodeid}: {_skip_reason(report)}")
     if unexpected and _ci():
         terminalreporter.write_line("CI=true: unexpected skips fail the run (a tier that did not run is not green)")
+    _user_error_table(terminalreporter)
+
+
+# (test, exit code, its stderr lines) of each user-caused error tests/test_user_errors.py drove: the run's table.
+USER_ERRORS: list[tuple[str, int, str]] = []
+
+
+def _user_error_table(terminalreporter: pytest.TerminalReporter) -> None:
+    if not USER_ERRORS:
+        return
+    terminalreporter.section("user errors: exit code and what stderr said")
+    for test, code, text in USER_ERRORS:
+        text = re.sub(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/ ]+", "<tmp>", text)
+        terminalreporter.write_line(f"{code}  {test.removeprefix('test_')}: {text}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

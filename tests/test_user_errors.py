@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEV_CONFIG, PROD_CONFIG, cli
+from conftest import DEV_CONFIG, PROD_CONFIG, USER_ERRORS, cli
 from llama_ascend_dev.server_process import free_port
 from test_preflight import NPU_SMI, make_model, make_node, write_config
 
@@ -31,6 +31,8 @@ def assert_error_lines(result: subprocess.CompletedProcess[str], code: int, line
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.splitlines() == lines, result.stderr
     assert result.returncode == code, result.stderr
+    test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
+    USER_ERRORS.append((test, code, " / ".join(line.removeprefix("error: ").strip() for line in lines)))
 
 
 @pytest.fixture
