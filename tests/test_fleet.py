@@ -166,6 +166,13 @@ class Outcome:
     error: str = ""
 
 
+def serves_replica_1(router: Router, fleet: Fleet) -> bool:
+    """One request through the router; whether replica 1 answered it."""
+    before = replica_total(fleet, 1, "vllm:request_success_total")
+    assert complete(router.server.url, fleet, "Again: one, two,").status_code == 200
+    return replica_total(fleet, 1, "vllm:request_success_total") > before
+
+
 def test_a_killed_replica_is_routed_around_and_rejoins(fleet: Fleet, round_robin: Router) -> None:
     """SIGKILL replica 1 under load: once the router has noticed, no request fails; restarted, it serves again."""
     outcomes: list[Outcome] = []
@@ -215,6 +222,9 @@ def test_a_killed_replica_is_routed_around_and_rejoins(fleet: Fleet, round_robin
     victim.launch()  # the same port: the router's health checks find it again
     fleet.wait(victim, HANG_GUARD * 4)
     until(lambda: worker_health(round_robin, worker) == 1.0, "the router puts replica 1 back")
+    # Healthy again, but the requests that failed on it opened its circuit breaker: the router sends to it again once
+    # router.cb_timeout (30 s) has passed, whether the restart took 5 s or 50.
+    until(lambda: serves_replica_1(round_robin, fleet), "round robin sends to replica 1 again", HANG_GUARD)
     served = replica_total(fleet, 1, "vllm:request_success_total")
     for i in range(4):
         assert complete(round_robin.server.url, fleet, f"Back {i}: one, two,").status_code == 200

@@ -346,13 +346,15 @@ def _wait(
 
 def _fetch_textfile(path: Path) -> None:
     """fetch's own textfile writer, for a hub source: one successful run and one that failed on the network."""
-    from llama_ascend import fetch
     from llama_ascend.config import Config
+    from llama_ascend.fetch import FetchResult
+    from llama_ascend.fetch.metrics import write_metrics
+    from llama_ascend.fetch.settings import ENV_METRICS
 
     config = Config.model_validate({"model": {"source": "modelscope", "id": "LLM-Research/Meta-Llama-3.1-8B-Instruct"}})
-    os.environ[fetch.ENV_METRICS] = str(path)
+    os.environ[ENV_METRICS] = str(path)
     try:
-        result = fetch.FetchResult(
+        result = FetchResult(
             Path("/models/x"),
             "modelscope",
             config.model.id,
@@ -365,10 +367,10 @@ def _fetch_textfile(path: Path) -> None:
             False,
             files_downloaded=4,
         )
-        fetch.write_metrics(config, 300.0, result, None)
-        fetch.write_metrics(config, 2.0, None, "network")
+        write_metrics(config, 300.0, result, None)
+        write_metrics(config, 2.0, None, "network")
     finally:
-        del os.environ[fetch.ENV_METRICS]
+        del os.environ[ENV_METRICS]
 
 
 @pytest.fixture(scope="module")

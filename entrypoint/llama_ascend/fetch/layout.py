@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llama_ascend.config import Config
-from llama_ascend.fetch.files import read_json
+from llama_ascend.durable import read_json
 from llama_ascend.fetch.verify import local_problems
 
 MARKER = ".llama-ascend-fetch.json"

@@ -14,7 +14,7 @@ from typing import Any
 
 from llama_ascend import __version__
 from llama_ascend.config import Config
-from llama_ascend.fetch.files import fsync_dir, read_json, write_json_atomic
+from llama_ascend.durable import fsync_dir, read_json, write_json_atomic
 from llama_ascend.fetch.layout import (
     INCOMPLETE,
     JOURNAL,

@@ -11,8 +11,8 @@ import sys
 import time
 
 from llama_ascend.config import Config
+from llama_ascend.durable import read_json
 from llama_ascend.errors import ConfigError, LlamaAscendError, file_in_the_way
-from llama_ascend.fetch.files import read_json
 from llama_ascend.fetch.hub import Source, client_environment
 from llama_ascend.fetch.layout import MARKER, Layout, is_complete, same_model, same_selection, selected, stat_matches
 from llama_ascend.fetch.metrics import write_metrics

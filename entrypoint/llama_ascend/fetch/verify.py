@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from llama_ascend.fetch.files import read_json
+from llama_ascend.durable import read_json
 
 
 def digest_file(file: Path, record: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llama_ascend.config import Config
+from llama_ascend.durable import read_json, write_json_atomic
 from llama_ascend.errors import PreflightFailed
 
 Severity = Literal["error", "warning"]
@@ -82,14 +82,9 @@ def save_report(findings: Iterable[Finding], path: str | os.PathLike[str]) -> No
     """Write the findings as JSON (atomically); the exporter publishes them as metrics."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(target.suffix + ".tmp")
-    temporary.write_text(json.dumps(report(findings), indent=2) + "\n", encoding="utf-8")
-    temporary.replace(target)
+    write_json_atomic(target, report(findings))
 
 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("findings"), list) else None
+    data = read_json(Path(path))
+    return data if data is not None and isinstance(data.get("findings"), list) else None
