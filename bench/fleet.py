@@ -8,7 +8,12 @@ is cached. Measured per setup: time to first token of the later turns (2..N, whe
 of the first turns, output throughput, errors; each setup's conversations are new (no cache carries over), and the
 setups alternate over the rounds. Results: bench/results/fleet.{json,md,png}, with the machine's load.
 
-    python bench/fleet.py --config config/dev-cpu.yaml [--conversations 4] [--turns 4] [--rounds 2]
+The system prompt is long (1,200 words) so that its prefill dominates a turn's time to first token: with 300 words
+(a few hundred tokens, under a second of prefill on one core of the 2-core development machine) the queueing of four
+conversations on two one-core replicas was as large as the prefix hit, and one run gave cache_aware / round_robin
+1.14 (2026-12-02).
+
+    python bench/fleet.py --config config/dev-cpu.yaml [--conversations 4] [--turns 4] [--words 1200] [--rounds 4]
 """
 
 from __future__ import annotations
@@ -202,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--conversations", type=int, default=4, help="in flight at once (more than replicas)")
     parser.add_argument("--turns", type=int, default=4)
-    parser.add_argument("--words", type=int, default=300, help="system prompt length in words")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--words", type=int, default=1200, help="system prompt length in words")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     out = Path(args.out)
