@@ -25,6 +25,7 @@ import platform
 import random
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -189,6 +190,10 @@ def markdown(document: dict[str, Any]) -> str:
             f"| {r['output_throughput']:.1f} | {r['errors']}/{r['requests']} |"
         )
     ratio = s["cache_aware"]["later_ttft_p50_ms"] / s["round_robin"]["later_ttft_p50_ms"]
+    per_round = ", ".join(
+        f"{r['cache_aware']['later_ttft_p50_ms'] / r['round_robin']['later_ttft_p50_ms']:.2f}"
+        for r in document["rounds"]
+    )
     loads = [f"{v:.1f}" for r in document["rounds"] for run in r.values() for v in run["load_1m"]]
     return (
         f"# llama-ascend bench-fleet: {document['replicas']} replicas of {document['config']}\n\n"
@@ -197,7 +202,8 @@ def markdown(document: dict[str, Any]) -> str:
         f"{document['words']} words, {len(document['rounds'])} rounds (setups alternating); medians over the rounds; "
         f"1-minute load average during the runs: {min(loads)}-{max(loads)}.\n\n"
         + "\n".join(rows)
-        + f"\n\nlater-turn TTFT p50, cache_aware / round_robin = **{ratio:.2f}**\n"
+        + f"\n\nlater-turn TTFT p50, cache_aware / round_robin = **{ratio:.2f}** (of the medians; round by round: "
+        f"{per_round})\n"
     )
 
 
@@ -212,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     out = Path(args.out)
-    logs = out / "fleet-logs"
+    logs = Path(tempfile.mkdtemp(prefix="llama-ascend-bench-fleet-logs-"))
+    print(f"[bench-fleet] server and router logs in {logs}", file=sys.stderr, flush=True)
     fleet = Fleet(Path(args.config), args.replicas, free_port(), [free_port() for _ in range(args.replicas)],
                   log_dir=logs)  # fmt: skip
     print(f"[bench-fleet] starting {args.replicas} replicas and the routers", file=sys.stderr, flush=True)
