@@ -37,7 +37,7 @@ import httpx
 from llama_ascend.bench import percentile
 from llama_ascend_dev import plots
 from llama_ascend_dev.fleet import Fleet
-from llama_ascend_dev.server_process import free_port
+from llama_ascend_dev.server_process import free_port, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUPS = ("cache_aware", "round_robin", "one replica")
@@ -220,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     logs = Path(tempfile.mkdtemp(prefix="llama-ascend-bench-fleet-logs-"))
     print(f"[bench-fleet] server and router logs in {logs}", file=sys.stderr, flush=True)
-    fleet = Fleet(Path(args.config), args.replicas, free_port(), [free_port() for _ in range(args.replicas)],
-                  log_dir=logs)  # fmt: skip
+    router_port, *replica_ports = free_ports(1 + args.replicas)
+    fleet = Fleet(Path(args.config), args.replicas, router_port, replica_ports, log_dir=logs)
     print(f"[bench-fleet] starting {args.replicas} replicas and the routers", file=sys.stderr, flush=True)
     fleet.start()
     try:

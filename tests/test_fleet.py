@@ -16,7 +16,7 @@ import pytest
 
 from conftest import DEV_CONFIG, metric_samples, metric_total
 from llama_ascend_dev.fleet import Fleet, Router
-from llama_ascend_dev.server_process import free_port
+from llama_ascend_dev.server_process import free_consecutive_ports, free_port, free_ports
 
 pytestmark = pytest.mark.e2e
 MODEL = "SmolLM2-135M-Instruct"
@@ -47,11 +47,12 @@ def until(predicate, what: str, timeout: float = HANG_GUARD, interval: float = 0
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     key = "fleet-" + os.urandom(4).hex()
+    router_port, *replica_ports = free_ports(3)
     fleet = Fleet(
         DEV_CONFIG,
         replicas=2,
-        router_port=free_port(),
-        replica_ports=[free_port(), free_port()],
+        router_port=router_port,
+        replica_ports=replica_ports,
         sets=[f"server.api_key_env={KEY_ENV}", "server.shutdown_timeout=120"],
         router_sets=["router.health_check_interval=1", "router.health_failure_threshold=2"],
         log_dir=tmp_path_factory.mktemp("fleet"),
@@ -252,7 +253,7 @@ def test_make_fleet_stops_everything_on_sigterm_after_the_requests_in_flight(tmp
     import subprocess
     import sys
 
-    port = free_port()
+    port = free_consecutive_ports(2)  # the router's, then the replica's (the fleet's own layout)
     log = tmp_path / "fleet.log"
     argv = [sys.executable, "-m", "llama_ascend_dev.fleet", "--config", str(DEV_CONFIG), "--replicas", "1",
             "--port", str(port), "--log-dir", str(tmp_path / "logs")]  # fmt: skip

@@ -381,7 +381,8 @@ def stack(dev_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     textfile = tmp / "llama_ascend_fetch.prom"
     _fetch_textfile(textfile)
     server = dev_server.url.removeprefix("http://")
-    ports = {name: server_process.free_port() for name in ("exporter", "router", "router_metrics", "prometheus")}
+    names = ("exporter", "router", "router_metrics", "prometheus")
+    ports = dict(zip(names, server_process.free_ports(len(names)), strict=True))
     exporter = _start(
         "exporter",
         [sys.executable, "-m", "llama_ascend", "exporter", "--config", str(ROOT / "config" / "dev-cpu.yaml"),

@@ -25,6 +25,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on the loopback interface (all held at once, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_consecutive_ports(count: int) -> int:
+    """The first of `count` consecutive TCP ports that are all free on the loopback interface (for `make fleet`'s
+    layout: the router on P, the replicas on P+1...). A port the kernel hands out is free; the ones after it need not
+    be (an outgoing connection may hold one), so each is bound here before the range is accepted."""
+    while True:
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except (OSError, OverflowError):  # held, or past port 65535
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
 def wait_for(
     ready: Callable[[], bool],
     *,
