@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llama_ascend.config import load_config
+from llama_ascend.errors import LlamaAscendError
 from llama_ascend_dev.server_process import ServerProcess, free_port, wait_ready
 
 READY_TIMEOUT = 1200.0  # a replica's cold start on a loaded 2-core machine
@@ -179,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"fleet: starting {args.replicas} replicas of {args.config} (logs in {args.log_dir})", file=sys.stderr)
-    fleet.start()
+    try:
+        fleet.start()
+    except LlamaAscendError as exc:  # a bad config, or a replica or the router that did not come up (the rest stopped)
+        print(f"fleet: {exc}", file=sys.stderr)
+        return exc.exit_code
     print(
         f"fleet: one endpoint {fleet.url} (replicas {', '.join(fleet.replica_urls())}); Ctrl-C stops all",
         file=sys.stderr,

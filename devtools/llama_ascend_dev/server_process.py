@@ -20,9 +20,7 @@ from llama_ascend.errors import CheckFailed
 
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def free_ports(count: int) -> list[int]:
